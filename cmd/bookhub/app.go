@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/bookhub/bookhub/auth"
+	"github.com/bookhub/bookhub/config"
+	"github.com/bookhub/bookhub/events"
+	"github.com/bookhub/bookhub/events/redisbus"
+	"github.com/bookhub/bookhub/hub"
+	"github.com/bookhub/bookhub/metrics"
+	"github.com/bookhub/bookhub/rest"
+	"github.com/bookhub/bookhub/store"
+	"github.com/bookhub/bookhub/web"
+)
+
+// hubShutdownTimeout bounds how long clients get to see the 1001 close:
+// they should reconnect to another instance within seconds of a deploy.
+const hubShutdownTimeout = 5 * time.Second
+
+// App is one wired bookhub instance. NewApp builds it, Listen binds its
+// ports, Run serves until the context ends, Close releases what NewApp opened.
+// Tests use the same steps, with ":0" addresses, to run several instances in
+// one process.
+type App struct {
+	cfg     config.Config
+	log     *slog.Logger
+	store   *store.Store
+	bus     events.Bus
+	hub     *hub.Hub
+	metrics *metrics.Metrics
+	tokens  *auth.Tokens
+
+	server        *http.Server
+	metricsServer *http.Server
+	ln, metricsLn net.Listener
+
+	closeOnce sync.Once
+}
+
+// NewApp opens the database and the bus and wires the API and the hub.
+// Every failure names the setting that caused it.
+func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (a *App, err error) {
+	a = &App{cfg: cfg, log: logger, metrics: metrics.New(cfg.Instance)}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+
+	secret, generated, err := jwtSecret(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if generated {
+		logger.Warn("using the generated JWT secret of the data folder; set " + config.EnvJWTSecret + " for anything but a local trial")
+	}
+	if a.tokens, err = auth.New(secret, auth.Options{}); err != nil {
+		return nil, fmt.Errorf("%s: %w", config.EnvJWTSecret, err)
+	}
+
+	dbURL := string(cfg.DatabaseURL)
+	if cfg.Embedded() {
+		dbURL = "sqlite://" + filepath.Join(cfg.DataDir, "bookhub.db")
+	}
+	openCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if a.store, err = store.Open(openCtx, store.Options{URL: dbURL, Logger: logger}); err != nil {
+		if cfg.Embedded() {
+			return nil, fmt.Errorf("%s: embedded database: %w", config.EnvDataDir, err)
+		}
+		return nil, fmt.Errorf("%s: %w", config.EnvDatabaseURL, err)
+	}
+
+	if cfg.RedisURL == "" {
+		a.bus = events.NewMemory()
+	} else {
+		a.bus, err = redisbus.New(openCtx, redisbus.Options{
+			URL: string(cfg.RedisURL), Prefix: cfg.RedisPrefix, Sharded: cfg.RedisSharded, Logger: logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", config.EnvRedisURL, err)
+		}
+	}
+
+	a.hub, err = hub.New(hub.Options{
+		Authenticate:   a.authenticateSocket,
+		ValidChannel:   validChannel,
+		Instance:       cfg.Instance,
+		Logger:         logger,
+		OriginPatterns: cfg.AllowedOrigins,
+		Observer:       a.metrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("websocket hub: %w", err)
+	}
+
+	checks := []rest.Check{{Name: "database", Ping: a.store.Ping}}
+	if cfg.RedisURL != "" {
+		checks = append(checks, rest.Check{Name: "redis", Ping: a.bus.Ping})
+	}
+	api, err := rest.New(rest.Options{
+		Books:    a.store,
+		Events:   countingPublisher{a.bus, a.metrics},
+		Tokens:   a.tokens,
+		Instance: cfg.Instance,
+		Logger:   logger,
+		Checks:   checks,
+		Observe:  a.metrics.ObserveRequest,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rest api: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/ws", a.hub)
+	mux.Handle("/api/", api)
+	mux.Handle("/healthz", api)
+	mux.Handle("/readyz", api)
+	mux.Handle("/", web.Handler())
+	a.server = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if cfg.MetricsAddr != "" {
+		mm := http.NewServeMux()
+		mm.Handle("/metrics", a.metrics.Handler())
+		a.metricsServer = &http.Server{Handler: mm, ReadHeaderTimeout: 10 * time.Second}
+	}
+	return a, nil
+}
+
+// authenticateSocket verifies the token of a WebSocket handshake.
+func (a *App) authenticateSocket(r *http.Request) (hub.Identity, error) {
+	id, err := a.tokens.Verify(auth.FromRequest(r))
+	if err != nil {
+		return hub.Identity{}, err
+	}
+	return hub.Identity{Subject: id.Subject, Role: string(id.Role), ExpiresAt: id.ExpiresAt}, nil
+}
+
+// Listen binds the HTTP (and metrics) listeners, so Addr is known before Run.
+func (a *App) Listen() error {
+	ln, err := net.Listen("tcp", a.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", config.EnvAddr, err)
+	}
+	a.ln = ln
+	if a.metricsServer != nil {
+		if a.metricsLn, err = net.Listen("tcp", a.cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("%s: %w", config.EnvMetricsAddr, err)
+		}
+	}
+	return nil
+}
+
+// Addr is the bound HTTP address (useful with ":0").
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// MetricsAddr is the bound metrics address, or "" when metrics are off.
+func (a *App) MetricsAddr() string {
+	if a.metricsLn == nil {
+		return ""
+	}
+	return a.metricsLn.Addr().String()
+}
+
+// Run relays bus events to the hub and serves HTTP until ctx is done, then
+// shuts down gracefully: stop accepting, close every socket with 1001 within
+// hubShutdownTimeout, finish in-flight requests.
+func (a *App) Run(ctx context.Context) error {
+	if a.ln == nil {
+		if err := a.Listen(); err != nil {
+			return err
+		}
+	}
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRelay()
+	if err := a.bus.Subscribe(relayCtx, a.relay); err != nil {
+		return fmt.Errorf("subscribe to event bus: %w", err)
+	}
+
+	errc := make(chan error, 2)
+	go func() { errc <- serveOn(a.server, a.ln) }()
+	if a.metricsServer != nil {
+		go func() { errc <- serveOn(a.metricsServer, a.metricsLn) }()
+	}
+	a.log.Info("bookhub started", "addr", a.Addr(), "metrics_addr", a.MetricsAddr(),
+		"database", a.store.Driver(), "bus", busKind(a.cfg), "version", version)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	a.log.Info("bookhub shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		// http.Server.Shutdown does not touch hijacked connections: the hub
+		// closes its sockets itself, in parallel.
+		defer wg.Done()
+		hubCtx, cancel := context.WithTimeout(shutdownCtx, hubShutdownTimeout)
+		defer cancel()
+		if err := a.hub.Shutdown(hubCtx); err != nil {
+			a.log.Warn("websocket shutdown incomplete", "err", err)
+		}
+	}()
+	if err := a.server.Shutdown(shutdownCtx); err != nil {
+		serveErr = errors.Join(serveErr, fmt.Errorf("http shutdown: %w", err))
+	}
+	if a.metricsServer != nil {
+		_ = a.metricsServer.Shutdown(shutdownCtx)
+	}
+	wg.Wait()
+	stopRelay()
+	a.log.Info("bookhub stopped")
+	return serveErr
+}
+
+// relay hands one bus event to the hub. It runs on the bus goroutine and
+// never blocks: hub.Publish only enqueues.
+func (a *App) relay(ev events.Event) {
+	a.metrics.EventReceived()
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		a.metrics.BusReceiveFailed()
+		a.log.Error("encode event for websocket", "event_id", ev.ID, "err", err)
+		return
+	}
+	a.hub.Publish(ev.Channels(), payload)
+}
+
+// Close releases the bus and the database. It is safe to call more than once.
+func (a *App) Close() {
+	a.closeOnce.Do(func() {
+		if a.ln != nil {
+			a.ln.Close()
+		}
+		if a.metricsLn != nil {
+			a.metricsLn.Close()
+		}
+		if a.bus != nil {
+			if err := a.bus.Close(); err != nil {
+				a.log.Warn("close event bus", "err", err)
+			}
+		}
+		if a.store != nil {
+			if err := a.store.Close(); err != nil {
+				a.log.Warn("close database", "err", err)
+			}
+		}
+	})
+}
+
+func serveOn(s *http.Server, ln net.Listener) error {
+	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+func busKind(cfg config.Config) string {
+	if cfg.RedisURL == "" {
+		return "memory"
+	}
+	return "redis"
+}
+
+// countingPublisher counts what the REST API publishes on the bus.
+type countingPublisher struct {
+	bus events.Publisher
+	m   *metrics.Metrics
+}
+
+func (p countingPublisher) Publish(ctx context.Context, ev events.Event) error {
+	if err := p.bus.Publish(ctx, ev); err != nil {
+		p.m.BusPublishFailed()
+		return err
+	}
+	p.m.EventPublished()
+	return nil
+}

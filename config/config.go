@@ -1,0 +1,209 @@
+// Package config reads bookhub's settings from flags and environment
+// variables into one typed struct. Flags win over the environment; every
+// error names the setting at fault. Secrets never appear in errors or logs.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/bookhub/bookhub/store"
+)
+
+// Environment variables bookhub reads.
+const (
+	EnvAddr         = "BOOKHUB_ADDR"
+	EnvDatabaseURL  = "BOOKHUB_DATABASE_URL"
+	EnvRedisURL     = "BOOKHUB_REDIS_URL"
+	EnvRedisPrefix  = "BOOKHUB_REDIS_PREFIX"
+	EnvRedisSharded = "BOOKHUB_REDIS_SHARDED"
+	EnvJWTSecret    = "BOOKHUB_JWT_SECRET"
+	EnvInstance     = "BOOKHUB_INSTANCE"
+	EnvMetricsAddr  = "BOOKHUB_METRICS_ADDR"
+	EnvDataDir      = "BOOKHUB_DATA_DIR"
+	EnvLogLevel     = "BOOKHUB_LOG_LEVEL"
+	EnvLogFormat    = "BOOKHUB_LOG_FORMAT"
+	EnvOrigins      = "BOOKHUB_ALLOWED_ORIGINS"
+)
+
+// EnvNames lists every environment variable bookhub reads, so deployment
+// files can be checked against it.
+func EnvNames() []string {
+	return []string{EnvAddr, EnvDatabaseURL, EnvRedisURL, EnvRedisPrefix, EnvRedisSharded,
+		EnvJWTSecret, EnvInstance, EnvMetricsAddr, EnvDataDir, EnvLogLevel, EnvLogFormat, EnvOrigins}
+}
+
+// Secret is a string that prints as "[redacted]" in logs and %v.
+type Secret string
+
+// String hides the value.
+func (Secret) String() string { return "[redacted]" }
+
+// LogValue hides the value from slog.
+func (s Secret) LogValue() slog.Value {
+	if s == "" {
+		return slog.StringValue("")
+	}
+	return slog.StringValue("[redacted]")
+}
+
+// Config is every setting of a bookhub instance.
+type Config struct {
+	// Addr is the HTTP listen address (REST, WebSocket, web assets).
+	Addr string
+	// DatabaseURL selects MySQL; empty means the embedded SQLite file in DataDir.
+	DatabaseURL Secret
+	// RedisURL selects the Redis bus; empty means the in-process bus.
+	RedisURL Secret
+	// RedisPrefix prefixes every Redis key and channel.
+	RedisPrefix string
+	// RedisSharded uses sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis 7+).
+	RedisSharded bool
+	// JWTSecret signs and verifies tokens. Empty is allowed only in embedded
+	// mode, where the binary generates one and keeps it in DataDir.
+	JWTSecret Secret
+	// Instance names this instance in logs, events and welcome frames.
+	Instance string
+	// MetricsAddr serves Prometheus /metrics on its own listener; empty = off.
+	MetricsAddr string
+	// DataDir holds the SQLite file and the generated JWT secret.
+	DataDir string
+	// LogLevel and LogFormat ("text" or "json") configure slog.
+	LogLevel  slog.Level
+	LogFormat string
+	// AllowedOrigins are host patterns allowed to open WebSockets from a
+	// browser page of another origin (same-origin is always allowed).
+	AllowedOrigins []string
+	// ShutdownTimeout bounds a graceful stop.
+	ShutdownTimeout time.Duration
+}
+
+// Embedded reports whether the instance runs without external services.
+func (c Config) Embedded() bool { return c.DatabaseURL == "" }
+
+// Load parses args (without the program name and subcommand) over the
+// environment looked up with getenv. Flags override the environment.
+func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	host, _ := os.Hostname()
+	c := Config{
+		Addr:            envOr(getenv, EnvAddr, ":8080"),
+		DatabaseURL:     Secret(getenv(EnvDatabaseURL)),
+		RedisURL:        Secret(getenv(EnvRedisURL)),
+		RedisPrefix:     envOr(getenv, EnvRedisPrefix, "bookhub:"),
+		JWTSecret:       Secret(getenv(EnvJWTSecret)),
+		Instance:        envOr(getenv, EnvInstance, host),
+		MetricsAddr:     getenv(EnvMetricsAddr),
+		DataDir:         envOr(getenv, EnvDataDir, "data"),
+		LogFormat:       envOr(getenv, EnvLogFormat, "text"),
+		ShutdownTimeout: 10 * time.Second,
+	}
+	level := envOr(getenv, EnvLogLevel, "info")
+	sharded := getenv(EnvRedisSharded)
+	origins := getenv(EnvOrigins)
+
+	fs := flag.NewFlagSet("bookhub serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address ($"+EnvAddr+")")
+	fs.Func("database-url", "MySQL URL; unset = embedded SQLite ($"+EnvDatabaseURL+")", func(s string) error { c.DatabaseURL = Secret(s); return nil })
+	fs.Func("redis-url", "Redis URL; unset = in-process bus ($"+EnvRedisURL+")", func(s string) error { c.RedisURL = Secret(s); return nil })
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "prefix of Redis keys and channels ($"+EnvRedisPrefix+")")
+	fs.StringVar(&sharded, "redis-sharded", sharded, "use Redis 7 sharded pub/sub: true|false ($"+EnvRedisSharded+")")
+	fs.StringVar(&c.Instance, "instance", c.Instance, "instance name ($"+EnvInstance+")")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "Prometheus listen address; empty = off ($"+EnvMetricsAddr+")")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "folder of the embedded database and generated secret ($"+EnvDataDir+")")
+	fs.StringVar(&level, "log-level", level, "debug|info|warn|error ($"+EnvLogLevel+")")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text|json ($"+EnvLogFormat+")")
+	fs.StringVar(&origins, "allowed-origins", origins, "comma-separated browser origins allowed to open sockets ($"+EnvOrigins+")")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful stop may take")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+
+	var errs []error
+	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %q is not debug, info, warn or error", EnvLogLevel, level))
+	}
+	switch sharded {
+	case "", "0", "false":
+	case "1", "true":
+		c.RedisSharded = true
+	default:
+		errs = append(errs, fmt.Errorf("%s: %q is not true or false", EnvRedisSharded, sharded))
+	}
+	for _, o := range strings.Split(origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.AllowedOrigins = append(c.AllowedOrigins, o)
+		}
+	}
+	errs = append(errs, c.validate()...)
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+func (c Config) validate() []error {
+	var errs []error
+	if err := checkAddr(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", EnvAddr, err))
+	}
+	if c.MetricsAddr != "" {
+		if err := checkAddr(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvMetricsAddr, err))
+		}
+	}
+	if c.DatabaseURL != "" {
+		if driver, _, err := store.ParseURL(string(c.DatabaseURL)); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvDatabaseURL, err))
+		} else if driver != store.DriverMySQL {
+			errs = append(errs, fmt.Errorf("%s: want a MySQL URL (mysql://user:pass@host:3306/db); leave it unset for the embedded database", EnvDatabaseURL))
+		}
+		if c.JWTSecret == "" {
+			errs = append(errs, fmt.Errorf("%s is required when %s is set (every instance must share it)", EnvJWTSecret, EnvDatabaseURL))
+		}
+	}
+	if c.RedisURL != "" {
+		u, err := url.Parse(string(c.RedisURL))
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s: want redis://host:6379/0 or rediss://", EnvRedisURL))
+		}
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
+		errs = append(errs, fmt.Errorf("%s: must be at least 32 bytes (it is %d)", EnvJWTSecret, len(c.JWTSecret)))
+	}
+	if c.Instance == "" {
+		errs = append(errs, fmt.Errorf("%s: empty (and the hostname is unknown)", EnvInstance))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("%s: %q is not text or json", EnvLogFormat, c.LogFormat))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown-timeout: must be positive"))
+	}
+	return errs
+}
+
+func checkAddr(addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%q is not host:port (e.g. :8080)", addr)
+	}
+	return nil
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,76 @@
+// Package archtest checks bookhub's dependency directions with `go list`,
+// independently of the linter, so `go test ./...` alone guards the design.
+package archtest
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+const module = "github.com/bookhub/bookhub"
+
+type pkg struct {
+	ImportPath string
+	Deps       []string
+}
+
+func listPackages(t *testing.T) []pkg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "list", "-deps=false", "-json=ImportPath,Deps", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var pkgs []pkg
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatalf("decode go list output: %v", err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	if len(pkgs) < 5 {
+		t.Fatalf("go list found only %d packages", len(pkgs))
+	}
+	return pkgs
+}
+
+// TestDependencyDirections fails when a package reaches (directly or
+// transitively) something its layer must not know.
+func TestDependencyDirections(t *testing.T) {
+	rules := []struct {
+		pkg       string // package path relative to the module, prefix match
+		forbidden []string
+	}{
+		{"hub", []string{"github.com/gin-gonic/gin", "gorm.io/gorm", module + "/store", module + "/rest"}},
+		{"store", []string{"net/http", "github.com/gin-gonic/gin", module + "/rest", module + "/hub"}},
+		{"rest", []string{"gorm.io/gorm", module + "/hub"}},
+		{"events", []string{"github.com/gin-gonic/gin", "gorm.io/gorm", module + "/hub", module + "/rest", module + "/store"}},
+		{"loadtest", []string{module + "/"}},
+		{"", []string{module + "/cmd/"}},
+	}
+	for _, p := range listPackages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		if strings.HasPrefix(rel, "cmd/") {
+			continue
+		}
+		for _, r := range rules {
+			if r.pkg != "" && rel != r.pkg && !strings.HasPrefix(rel, r.pkg+"/") {
+				continue
+			}
+			for _, dep := range p.Deps {
+				for _, bad := range r.forbidden {
+					if dep == bad || strings.HasPrefix(dep, strings.TrimSuffix(bad, "/")+"/") {
+						t.Errorf("%s depends on %s, which its layer must not know", p.ImportPath, dep)
+					}
+				}
+			}
+		}
+	}
+}

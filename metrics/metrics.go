@@ -1,0 +1,124 @@
+// Package metrics exports bookhub's Prometheus metrics. It owns one registry
+// per instance (no global default registry), implements the hub's Observer
+// and the REST request hook, and serves /metrics.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds every bookhub collector. Its methods are safe for concurrent
+// use and cheap enough for hot paths (no allocation on the fan-out path).
+type Metrics struct {
+	reg *prometheus.Registry
+
+	connections     prometheus.Gauge
+	subsAll         prometheus.Gauge
+	subsBook        prometheus.Gauge
+	published       prometheus.Counter
+	received        prometheus.Counter
+	delivered       prometheus.Counter
+	slowConsumers   prometheus.Counter
+	disconnects     *prometheus.CounterVec
+	fanout          prometheus.Histogram
+	httpDuration    *prometheus.HistogramVec
+	storeErrors     prometheus.Counter
+	busErrors       *prometheus.CounterVec
+	busPublishError prometheus.Counter
+	busReceiveError prometheus.Counter
+}
+
+// New registers bookhub's collectors, plus Go runtime and process
+// collectors, in a fresh registry labelled with the instance name.
+func New(instance string) *Metrics {
+	reg := prometheus.NewRegistry()
+	f := wrap(prometheus.WrapRegistererWith(prometheus.Labels{"instance_name": instance}, reg))
+	m := &Metrics{reg: reg}
+	m.connections = f.gauge("bookhub_ws_connections", "Open WebSocket connections.")
+	subs := f.gaugeVec("bookhub_ws_subscriptions", "Active channel subscriptions by channel kind (all = the books firehose, book = one book).", []string{"kind"})
+	m.subsAll, m.subsBook = subs.WithLabelValues("all"), subs.WithLabelValues("book")
+	m.published = f.counter("bookhub_events_published_total", "Events this instance published on the bus after a committed write.")
+	m.received = f.counter("bookhub_events_received_total", "Events this instance received from the bus.")
+	m.delivered = f.counter("bookhub_ws_frames_delivered_total", "Frames written to WebSocket clients.")
+	m.slowConsumers = f.counter("bookhub_ws_slow_consumer_disconnects_total", "Clients disconnected because their send queue overflowed.")
+	m.disconnects = f.counterVec("bookhub_ws_disconnects_total", "WebSocket disconnects by reason.", []string{"reason"})
+	m.fanout = f.histogram("bookhub_ws_fanout_seconds", "Time to enqueue one frame to every subscriber of a channel.",
+		[]float64{.00001, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1})
+	m.httpDuration = f.histogramVec("bookhub_http_request_duration_seconds", "REST request durations by method, route and status.",
+		prometheus.DefBuckets, []string{"method", "route", "status"})
+	m.storeErrors = f.counter("bookhub_store_errors_total", "REST requests that failed with a server-side (5xx) error, usually the database.")
+	m.busErrors = f.counterVec("bookhub_bus_errors_total", "Event bus failures by operation.", []string{"op"})
+	m.busPublishError = m.busErrors.WithLabelValues("publish")
+	m.busReceiveError = m.busErrors.WithLabelValues("receive")
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Registry returns the registry, for tests and extra collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Connected implements hub.Observer.
+func (m *Metrics) Connected() { m.connections.Inc() }
+
+// Disconnected implements hub.Observer.
+func (m *Metrics) Disconnected(reason string) {
+	m.connections.Dec()
+	m.disconnects.WithLabelValues(reason).Inc()
+}
+
+// Subscribed implements hub.Observer.
+func (m *Metrics) Subscribed(channel string) { m.subsGauge(channel).Inc() }
+
+// Unsubscribed implements hub.Observer.
+func (m *Metrics) Unsubscribed(channel string) { m.subsGauge(channel).Dec() }
+
+func (m *Metrics) subsGauge(channel string) prometheus.Gauge {
+	if strings.ContainsRune(channel, ':') {
+		return m.subsBook
+	}
+	return m.subsAll
+}
+
+// Published implements hub.Observer: one frame fanned out on one channel.
+func (m *Metrics) Published(_ string, _ int, d time.Duration) { m.fanout.Observe(d.Seconds()) }
+
+// Delivered implements hub.Observer.
+func (m *Metrics) Delivered(n int) { m.delivered.Add(float64(n)) }
+
+// SlowConsumer implements hub.Observer.
+func (m *Metrics) SlowConsumer() { m.slowConsumers.Inc() }
+
+// EventPublished counts an event this instance put on the bus.
+func (m *Metrics) EventPublished() { m.published.Inc() }
+
+// EventReceived counts an event that arrived from the bus.
+func (m *Metrics) EventReceived() { m.received.Inc() }
+
+// BusPublishFailed counts a failed publish (the event was lost).
+func (m *Metrics) BusPublishFailed() { m.busPublishError.Inc() }
+
+// BusReceiveFailed counts an event that could not be read from the bus.
+func (m *Metrics) BusReceiveFailed() { m.busReceiveError.Inc() }
+
+// ObserveRequest records one REST request; it matches rest.Options.Observe.
+func (m *Metrics) ObserveRequest(method, route string, status int, d time.Duration) {
+	if route == "" {
+		route = "unmatched" // bounded cardinality: never the raw path
+	}
+	m.httpDuration.WithLabelValues(method, route, strconv.Itoa(status)).Observe(d.Seconds())
+	if status >= 500 {
+		m.storeErrors.Inc()
+	}
+}

@@ -1,0 +1,70 @@
+// Package store keeps books in a SQL database through gorm: MySQL in a scaled
+// deployment, an embedded SQLite file by default. It knows nothing of HTTP;
+// callers get plain Book values and the sentinel errors below.
+package store
+
+import (
+	"errors"
+	"time"
+)
+
+// Book is a book as bookhub keeps it. Prices are integer cents, so they are
+// exact; the API converts to and from decimal JSON numbers.
+type Book struct {
+	ID     int64
+	Title  string
+	Author string
+	// ISBN is normalized (digits and a final X, no hyphens); "" means none.
+	ISBN       string
+	PriceCents int64
+	Stock      int64
+	// Version starts at 1 and is bumped by every update.
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Errors returned by the store, wrapped with context. Match with errors.Is.
+var (
+	// ErrNotFound: no book has that id.
+	ErrNotFound = errors.New("book not found")
+	// ErrConflict: another book already has that ISBN.
+	ErrConflict = errors.New("isbn already in use")
+	// ErrStale: the caller's expected version is not the current one.
+	ErrStale = errors.New("book version is stale")
+	// ErrInvalidQuery: a bad sort field or cursor in ListOptions.
+	ErrInvalidQuery = errors.New("invalid list query")
+)
+
+// Sort orders accepted by List; a leading "-" means descending.
+var SortFields = []string{"id", "title", "author", "price", "created_at", "updated_at"}
+
+// ListOptions select and order a page of books. Zero values mean "no filter".
+type ListOptions struct {
+	// Limit is the page size: 0 means DefaultLimit, above MaxLimit is an error.
+	Limit int
+	// Cursor is NextCursor of the previous page; "" starts at the beginning.
+	Cursor string
+	// Author matches the author exactly (case-insensitive).
+	Author string
+	// Query matches a substring of title or author (case-insensitive).
+	Query string
+	// MinPriceCents and MaxPriceCents bound the price, inclusive; nil = none.
+	MinPriceCents *int64
+	MaxPriceCents *int64
+	// Sort is one of SortFields, optionally prefixed with "-"; "" means "id".
+	Sort string
+}
+
+// Page limits.
+const (
+	DefaultLimit = 20
+	MaxLimit     = 100
+)
+
+// Page is one page of List results.
+type Page struct {
+	Books []Book
+	// NextCursor fetches the following page; "" means this was the last.
+	NextCursor string
+}
