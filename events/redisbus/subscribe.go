@@ -1,0 +1,345 @@
+package redisbus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bookhub/bookhub/events"
+)
+
+// Reconnect backoff bounds. The cap stays low because every second of
+// backoff after Redis is back is a second of lost events; the jitter keeps a
+// fleet of instances from reconnecting in lockstep.
+const (
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = 2 * time.Second
+)
+
+// malformedLogEvery limits malformed-payload reports to one per interval per
+// subscription, so a misbehaving publisher cannot flood the log.
+const malformedLogEvery = 10 * time.Second
+
+// subscription is one Subscribe call: a dedicated pub/sub connection and the
+// goroutine that reads it. The receive loop reads with PubSub.ReceiveTimeout
+// rather than PubSub.Channel, whose internal forwarding goroutine drops
+// messages once its buffer stays full; here the only wait between two reads
+// is the handler call itself.
+type subscription struct {
+	bus *Bus
+	ctx context.Context
+	h   events.Handler
+
+	mu      sync.Mutex
+	ps      *redis.PubSub
+	stopped bool
+	done    chan struct{} // closed by stop
+
+	// Owned by the receive loop.
+	lost       bool
+	lostAt     time.Time
+	badLast    time.Time
+	badSkipped int
+}
+
+// Subscribe registers h and returns once Redis has confirmed the
+// subscription, so every event published after Subscribe returns reaches h
+// (unless the connection drops in between). A goroutine then calls h, one
+// event at a time and in the order Redis delivered them, until ctx is done or
+// the bus is closed; no call starts after ctx is done. If the connection
+// drops, the goroutine reconnects and re-subscribes with backoff; events
+// published meanwhile are lost to h.
+func (b *Bus) Subscribe(ctx context.Context, h events.Handler) error {
+	if h == nil {
+		return errors.New("redisbus: subscribe: nil handler")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redisbus: subscribe: %w", err)
+	}
+	s := &subscription{bus: b, ctx: ctx, h: h, done: make(chan struct{})}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return events.ErrClosed
+	}
+	b.subs[s] = struct{}{}
+	b.wg.Add(1)
+	b.mu.Unlock()
+
+	stopOnDone := context.AfterFunc(ctx, s.stop)
+	if err := s.confirm(); err != nil {
+		stopOnDone()
+		s.stop()
+		b.forget(s)
+		b.wg.Done()
+		switch {
+		case ctx.Err() != nil:
+			return fmt.Errorf("redisbus: subscribe: %w", ctx.Err())
+		case b.isClosed():
+			return events.ErrClosed
+		}
+		return fmt.Errorf("redisbus: subscribe to %s on %s: %w", b.channel, b.addr, err)
+	}
+	go func() {
+		defer b.wg.Done()
+		defer b.forget(s)
+		defer stopOnDone()
+		defer s.stop()
+		s.run()
+	}()
+	return nil
+}
+
+func (b *Bus) forget(s *subscription) {
+	b.mu.Lock()
+	delete(b.subs, s)
+	b.mu.Unlock()
+}
+
+// confirm opens the pub/sub connection and waits for the server's
+// confirmation, bounded by the dial and read timeouts.
+func (s *subscription) confirm() error {
+	ps := s.renew()
+	if ps == nil {
+		return events.ErrClosed
+	}
+	opt := s.bus.client.Options()
+	ctx, cancel := context.WithTimeout(s.ctx, opt.DialTimeout+opt.ReadTimeout)
+	defer cancel()
+	if err := s.subscribeOn(ctx, ps); err != nil {
+		return err
+	}
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, 0)
+		if err != nil {
+			return err
+		}
+		if s.isConfirmation(msg) {
+			return nil
+		}
+	}
+}
+
+// renew replaces the pub/sub connection (closing the old one) and returns
+// the new one, or nil once the subscription is stopped. The new PubSub has
+// not talked to Redis yet.
+func (s *subscription) renew() *redis.PubSub {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return nil
+	}
+	old := s.ps
+	s.ps = s.bus.client.Subscribe(s.ctx) // no channels: no network yet
+	ps := s.ps
+	s.mu.Unlock()
+	if old != nil {
+		_ = old.Close()
+	}
+	return ps
+}
+
+// subscribeOn sends (S)SUBSCRIBE. Even when it fails the PubSub remembers
+// the channel and subscribes again on its next connection.
+func (s *subscription) subscribeOn(ctx context.Context, ps *redis.PubSub) error {
+	if s.bus.sharded {
+		return ps.SSubscribe(ctx, s.bus.channel)
+	}
+	return ps.Subscribe(ctx, s.bus.channel)
+}
+
+func (s *subscription) isConfirmation(msg any) bool {
+	sub, ok := msg.(*redis.Subscription)
+	return ok && sub.Channel == s.bus.channel && (sub.Kind == "subscribe" || sub.Kind == "ssubscribe")
+}
+
+// stop ends the subscription; it is idempotent and safe from any goroutine.
+// Closing the PubSub unblocks a pending read in the receive loop.
+func (s *subscription) stop() {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.stopped = true
+	close(s.done)
+	ps := s.ps
+	s.mu.Unlock()
+	if ps != nil {
+		_ = ps.Close()
+	}
+}
+
+func (s *subscription) current() *redis.PubSub {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return nil
+	}
+	return s.ps
+}
+
+func (s *subscription) isStopped() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// run is the receive loop. go-redis reconnects and re-subscribes a PubSub
+// by itself after a read or write error; run adds the backoff between
+// attempts, the health check for links that die without an error, and the
+// lost/restored reporting.
+func (s *subscription) run() {
+	defer s.markRestored(false)
+	var (
+		bo       backoff
+		pingSent bool
+	)
+	for {
+		ps := s.current()
+		if ps == nil {
+			return
+		}
+		msg, err := ps.ReceiveTimeout(s.ctx, s.bus.healthEvery)
+		if s.isStopped() || s.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if isIdleTimeout(err) {
+				if !pingSent {
+					pingSent = true
+					if err = ps.Ping(s.ctx); err == nil {
+						continue
+					}
+				} else {
+					// The ping went unanswered for a whole interval: the link
+					// is dead without the socket knowing it yet.
+					err = fmt.Errorf("no answer to ping within %s", s.bus.healthEvery)
+					if ps = s.renew(); ps == nil {
+						return
+					}
+					_ = s.subscribeOn(s.ctx, ps)
+				}
+			}
+			pingSent = false
+			s.markLost(err)
+			if !bo.wait(s.done) {
+				return
+			}
+			continue
+		}
+		pingSent = false
+		bo.reset()
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if s.isConfirmation(m) {
+				s.markRestored(true)
+			}
+		case *redis.Message:
+			s.markRestored(true)
+			if !s.deliver(m) {
+				return
+			}
+		}
+	}
+}
+
+// deliver decodes one message and hands it to the handler. It returns false
+// when the subscription's context has ended, so no handler call starts
+// after that.
+func (s *subscription) deliver(m *redis.Message) bool {
+	if m.Channel != s.bus.channel {
+		return true
+	}
+	var ev events.Event
+	err := json.Unmarshal([]byte(m.Payload), &ev)
+	if err == nil {
+		err = validate(ev)
+	}
+	if err != nil {
+		s.reportMalformed(len(m.Payload), err)
+		return true
+	}
+	if s.ctx.Err() != nil {
+		return false
+	}
+	s.h(ev)
+	return true
+}
+
+// reportMalformed logs a skipped payload without its body (it may be large
+// or hostile), at most once per malformedLogEvery.
+func (s *subscription) reportMalformed(size int, err error) {
+	now := time.Now()
+	if !s.badLast.IsZero() && now.Sub(s.badLast) < malformedLogEvery {
+		s.badSkipped++
+		return
+	}
+	s.bus.log.Warn("redisbus: skipped malformed event",
+		"channel", s.bus.channel, "bytes", size, "err", err, "also_skipped_since_last_report", s.badSkipped)
+	s.badLast, s.badSkipped = now, 0
+}
+
+func (s *subscription) markLost(err error) {
+	if s.lost {
+		s.bus.log.Debug("redisbus: reconnect attempt failed", "channel", s.bus.channel, "err", err)
+		return
+	}
+	s.lost, s.lostAt = true, time.Now()
+	s.bus.lost.Add(1)
+	s.bus.log.Warn("redis subscription lost", "channel", s.bus.channel, "err", err)
+}
+
+// markRestored clears the lost state; report says whether to log it (not
+// when the loop merely exits).
+func (s *subscription) markRestored(report bool) {
+	if !s.lost {
+		return
+	}
+	s.lost = false
+	s.bus.lost.Add(-1)
+	if report {
+		s.bus.log.Info("redis subscription restored", "channel", s.bus.channel,
+			"down_for", time.Since(s.lostAt).Round(time.Millisecond))
+	}
+}
+
+// isIdleTimeout tells the health-check read deadline apart from real
+// failures; a dial timeout is a failure.
+func isIdleTimeout(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "read" && op.Timeout()
+}
+
+// backoff is capped exponential backoff with jitter.
+type backoff struct{ attempt int }
+
+func (b *backoff) reset() { b.attempt = 0 }
+
+// wait sleeps for the next delay; it returns false if done closes first.
+func (b *backoff) wait(done <-chan struct{}) bool {
+	d := maxBackoff
+	if b.attempt < 16 {
+		d = min(minBackoff<<b.attempt, maxBackoff)
+	}
+	b.attempt++
+	d = d/2 + rand.N(d/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return false
+	case <-t.C:
+		return true
+	}
+}
