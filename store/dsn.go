@@ -26,7 +26,11 @@ const (
 //	user:pass@tcp(host:3306)/db?parseTime=true   (go-sql-driver DSN)
 //	sqlite:///path/to/file.db  or  sqlite://relative/file.db  or  file.db
 //
+// A bare path may not contain '@': that is almost always a mistyped MySQL
+// DSN, and as a file name it would write the password to disk.
+//
 // MySQL DSNs always get parseTime=true and UTC times, which the store needs.
+// Errors never contain the password, not even a fragment of a mangled one.
 func ParseURL(raw string) (Driver, string, error) {
 	switch {
 	case raw == "":
@@ -51,6 +55,10 @@ func ParseURL(raw string) (Driver, string, error) {
 			return "", "", fmt.Errorf("unsupported database scheme %q (want mysql:// or sqlite://)", u.Scheme)
 		}
 		return "", "", fmt.Errorf("unsupported database url (want mysql:// or sqlite://)")
+	case strings.Contains(raw, "@"):
+		// Most likely a MySQL DSN missing its tcp(...) part. Taken as a
+		// SQLite path it would put the password into a file name.
+		return "", "", fmt.Errorf("database url has user@host but neither a mysql:// scheme nor an @tcp(host:port) address")
 	default:
 		return DriverSQLite, raw, nil
 	}

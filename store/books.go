@@ -1,0 +1,134 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// The store does not validate field contents (title length, ISBN checksum,
+// negative stock); the API does, before anything reaches the database.
+
+// Create inserts b and returns it as stored: with its new ID, Version 1 and
+// CreatedAt = UpdatedAt = now (UTC, microsecond precision, so the values
+// round-trip exactly). b's ID, Version and timestamps are ignored. A taken
+// ISBN yields ErrConflict.
+func (s *Store) Create(ctx context.Context, b Book) (Book, error) {
+	now := s.now()
+	b.ID, b.Version, b.CreatedAt, b.UpdatedAt = 0, 1, now, now
+	row := fromBook(b)
+	err := s.inTx(ctx, func(tx *gorm.DB) error {
+		return tx.Create(&row).Error
+	})
+	if err != nil {
+		return Book{}, fmt.Errorf("create book: %w", translate(err))
+	}
+	return toBook(row), nil
+}
+
+// Get returns the book with that id, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, id int64) (Book, error) {
+	var row bookRow
+	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error; err != nil {
+		return Book{}, fmt.Errorf("get book %d: %w", id, translate(err))
+	}
+	return toBook(row), nil
+}
+
+// Update changes a book in one transaction and returns it as stored.
+//
+// It loads the row (locking it on MySQL, so concurrent updates of one book
+// queue instead of racing), fails with ErrNotFound if there is none and with
+// ErrStale if ifVersion is not 0 and not the current version, then calls
+// apply. apply may change Title, Author, ISBN, PriceCents and Stock; changes
+// to other fields are undone. If apply fails, nothing is written and its
+// error is returned wrapped. Otherwise Version is bumped and UpdatedAt set
+// to now. A taken ISBN yields ErrConflict.
+func (s *Store) Update(ctx context.Context, id int64, ifVersion int64, apply func(*Book) error) (Book, error) {
+	var out Book
+	err := s.inTx(ctx, func(tx *gorm.DB) error {
+		cur, err := s.loadForWrite(tx, id, ifVersion)
+		if err != nil {
+			return err
+		}
+		next := cur
+		if err := apply(&next); err != nil {
+			return err
+		}
+		// Only the editable fields survive apply.
+		next.ID, next.Version, next.CreatedAt = cur.ID, cur.Version+1, cur.CreatedAt
+		next.UpdatedAt = s.now()
+		res := tx.Model(&bookRow{}).
+			Where("id = ? AND version = ?", id, cur.Version).
+			Updates(map[string]any{
+				"title":       next.Title,
+				"author":      next.Author,
+				"isbn":        nullableISBN(next.ISBN),
+				"price_cents": next.PriceCents,
+				"stock":       next.Stock,
+				"version":     next.Version,
+				"updated_at":  next.UpdatedAt,
+			})
+		if res.Error != nil {
+			return translate(res.Error)
+		}
+		if res.RowsAffected != 1 {
+			// Unreachable while the row is locked (MySQL) or the database
+			// is (SQLite); kept as the guard that makes versions safe.
+			return ErrStale
+		}
+		out = next
+		return nil
+	})
+	if err != nil {
+		return Book{}, fmt.Errorf("update book %d: %w", id, err)
+	}
+	return out, nil
+}
+
+// Delete removes a book and returns it as it was just before. It fails with
+// ErrNotFound if there is none and with ErrStale if ifVersion is not 0 and
+// not the current version. Deletion is permanent.
+func (s *Store) Delete(ctx context.Context, id int64, ifVersion int64) (Book, error) {
+	var out Book
+	err := s.inTx(ctx, func(tx *gorm.DB) error {
+		cur, err := s.loadForWrite(tx, id, ifVersion)
+		if err != nil {
+			return err
+		}
+		res := tx.Where("id = ? AND version = ?", id, cur.Version).Delete(&bookRow{})
+		if res.Error != nil {
+			return translate(res.Error)
+		}
+		if res.RowsAffected != 1 {
+			return ErrStale
+		}
+		out = cur
+		return nil
+	})
+	if err != nil {
+		return Book{}, fmt.Errorf("delete book %d: %w", id, err)
+	}
+	return out, nil
+}
+
+// loadForWrite reads the row a write is about to change and checks the
+// caller's expected version. On MySQL the read takes a row lock held until
+// the transaction ends (SELECT ... FOR UPDATE); SQLite transactions here
+// begin IMMEDIATE, which already excludes other writers.
+func (s *Store) loadForWrite(tx *gorm.DB, id int64, ifVersion int64) (Book, error) {
+	q := tx
+	if s.driver == DriverMySQL {
+		q = q.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate})
+	}
+	var row bookRow
+	if err := q.Where("id = ?", id).Take(&row).Error; err != nil {
+		return Book{}, translate(err)
+	}
+	if ifVersion != 0 && ifVersion != row.Version {
+		return Book{}, fmt.Errorf("%w: have version %d, current is %d", ErrStale, ifVersion, row.Version)
+	}
+	return toBook(row), nil
+}

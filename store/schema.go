@@ -1,0 +1,207 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// bookRow is the gorm mapping of the books table. It never leaves the
+// package: callers see Book, converted by toBook and fromBook, so storage
+// details (NULL ISBNs, column names) cannot leak into the API.
+type bookRow struct {
+	ID     int64  `gorm:"column:id;primaryKey;autoIncrement"`
+	Title  string `gorm:"column:title"`
+	Author string `gorm:"column:author"`
+	// ISBN is NULL when the book has none, so the UNIQUE index admits any
+	// number of books without one.
+	ISBN       *string   `gorm:"column:isbn"`
+	PriceCents int64     `gorm:"column:price_cents"`
+	Stock      int64     `gorm:"column:stock"`
+	Version    int64     `gorm:"column:version"`
+	CreatedAt  time.Time `gorm:"column:created_at;autoCreateTime:false"`
+	UpdatedAt  time.Time `gorm:"column:updated_at;autoUpdateTime:false"`
+}
+
+// TableName pins the table name so gorm's naming strategy cannot move it.
+func (bookRow) TableName() string { return "books" }
+
+func toBook(r bookRow) Book {
+	b := Book{
+		ID:         r.ID,
+		Title:      r.Title,
+		Author:     r.Author,
+		PriceCents: r.PriceCents,
+		Stock:      r.Stock,
+		Version:    r.Version,
+		CreatedAt:  r.CreatedAt.UTC(),
+		UpdatedAt:  r.UpdatedAt.UTC(),
+	}
+	if r.ISBN != nil {
+		b.ISBN = *r.ISBN
+	}
+	return b
+}
+
+func fromBook(b Book) bookRow {
+	return bookRow{
+		ID:         b.ID,
+		Title:      b.Title,
+		Author:     b.Author,
+		ISBN:       nullableISBN(b.ISBN),
+		PriceCents: b.PriceCents,
+		Stock:      b.Stock,
+		Version:    b.Version,
+		CreatedAt:  b.CreatedAt,
+		UpdatedAt:  b.UpdatedAt,
+	}
+}
+
+func nullableISBN(isbn string) *string {
+	if isbn == "" {
+		return nil
+	}
+	return &isbn
+}
+
+// migration is one step of the schema. Steps are written as SQL per driver,
+// not derived by gorm.AutoMigrate, because the schema needs driver-specific
+// details AutoMigrate cannot express (SQLite NOCASE collation so author
+// matching and title sorting ignore case as MySQL's _ci collations do; the
+// exact DATETIME declaration the SQLite driver needs to return time.Time)
+// and because AutoMigrate on SQLite may rebuild a table it thinks differs.
+//
+// Steps are applied once, in order, and recorded in schema_migrations. Each
+// statement must be idempotent (IF NOT EXISTS) because MySQL commits DDL
+// immediately: a step interrupted half-way is simply run again.
+type migration struct {
+	version int64
+	sqlite  []string
+	mysql   []string
+}
+
+// migrations is append-only: never edit a released step, add a new one.
+var migrations = []migration{
+	{
+		version: 1,
+		sqlite: []string{
+			`CREATE TABLE IF NOT EXISTS books (
+				id INTEGER PRIMARY KEY AUTOINCREMENT,
+				title VARCHAR(255) NOT NULL COLLATE NOCASE,
+				author VARCHAR(255) NOT NULL COLLATE NOCASE,
+				isbn VARCHAR(13) NULL,
+				price_cents BIGINT NOT NULL,
+				stock BIGINT NOT NULL,
+				version BIGINT NOT NULL,
+				created_at DATETIME NOT NULL,
+				updated_at DATETIME NOT NULL
+			)`,
+			`CREATE UNIQUE INDEX IF NOT EXISTS idx_books_isbn ON books (isbn)`,
+			`CREATE INDEX IF NOT EXISTS idx_books_author_id ON books (author, id)`,
+			`CREATE INDEX IF NOT EXISTS idx_books_title_id ON books (title, id)`,
+			`CREATE INDEX IF NOT EXISTS idx_books_price_id ON books (price_cents, id)`,
+			`CREATE INDEX IF NOT EXISTS idx_books_created_id ON books (created_at, id)`,
+			`CREATE INDEX IF NOT EXISTS idx_books_updated_id ON books (updated_at, id)`,
+		},
+		mysql: []string{
+			`CREATE TABLE IF NOT EXISTS books (
+				id BIGINT NOT NULL AUTO_INCREMENT,
+				title VARCHAR(255) NOT NULL,
+				author VARCHAR(255) NOT NULL,
+				isbn VARCHAR(13) NULL,
+				price_cents BIGINT NOT NULL,
+				stock BIGINT NOT NULL,
+				version BIGINT NOT NULL,
+				created_at DATETIME(6) NOT NULL,
+				updated_at DATETIME(6) NOT NULL,
+				PRIMARY KEY (id),
+				UNIQUE KEY idx_books_isbn (isbn),
+				KEY idx_books_author_id (author, id),
+				KEY idx_books_title_id (title, id),
+				KEY idx_books_price_id (price_cents, id),
+				KEY idx_books_created_id (created_at, id),
+				KEY idx_books_updated_id (updated_at, id)
+			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci`,
+		},
+	},
+}
+
+// migrateLock names the MySQL advisory lock that stops two instances
+// starting together from applying the same step twice.
+const migrateLock = "bookhub.store.migrate"
+
+// migrate brings the schema up to date. On MySQL it holds an advisory lock
+// on one connection for the duration; SQLite serializes writers itself and
+// runs each step in a transaction.
+func (s *Store) migrate(ctx context.Context) error {
+	return s.db.WithContext(ctx).Connection(func(conn *gorm.DB) (err error) {
+		if s.driver == DriverMySQL {
+			var got sql.NullInt64
+			if err := conn.Raw("SELECT GET_LOCK(?, ?)", migrateLock, 60).Row().Scan(&got); err != nil {
+				return fmt.Errorf("acquire migration lock: %w", err)
+			}
+			if !got.Valid || got.Int64 != 1 {
+				return errors.New("acquire migration lock: timed out after 60s")
+			}
+			defer func() {
+				// Release even if ctx is done; the connection is reused.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				if rerr := conn.WithContext(rctx).Exec("SELECT RELEASE_LOCK(?)", migrateLock).Error; rerr != nil && err == nil {
+					err = fmt.Errorf("release migration lock: %w", rerr)
+				}
+			}()
+		}
+		if err := conn.Exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+			version BIGINT NOT NULL PRIMARY KEY,
+			applied_at VARCHAR(40) NOT NULL
+		)`).Error; err != nil {
+			return fmt.Errorf("create schema_migrations: %w", err)
+		}
+		var applied []int64
+		if err := conn.Table("schema_migrations").Pluck("version", &applied).Error; err != nil {
+			return fmt.Errorf("read schema_migrations: %w", err)
+		}
+		done := make(map[int64]bool, len(applied))
+		for _, v := range applied {
+			done[v] = true
+		}
+		for _, m := range migrations {
+			if done[m.version] {
+				continue
+			}
+			err := s.apply(conn, m)
+			if isDuplicateKey(err) {
+				// Another process sharing the SQLite file applied it
+				// first (MySQL's lock prevents this); the steps are
+				// idempotent, so the schema is as intended.
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("schema migration %d: %w", m.version, err)
+			}
+			s.log.Info("applied schema migration", "version", m.version, "driver", string(s.driver))
+		}
+		return nil
+	})
+}
+
+func (s *Store) apply(conn *gorm.DB, m migration) error {
+	stmts := m.sqlite
+	if s.driver == DriverMySQL {
+		stmts = m.mysql
+	}
+	return conn.Transaction(func(tx *gorm.DB) error {
+		for _, q := range stmts {
+			if err := tx.Exec(q).Error; err != nil {
+				return err
+			}
+		}
+		return tx.Exec("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+			m.version, s.now().Format(time.RFC3339Nano)).Error
+	})
+}
