@@ -1,0 +1,126 @@
+package hub_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/bookhub/bookhub/hub"
+)
+
+// BenchmarkPublish measures end-to-end fan-out over real loopback sockets:
+// one op is one Publish on "books", complete once every subscriber has read
+// the frame. frames/s counts frames read by all subscribers together.
+func BenchmarkPublish(b *testing.B) {
+	for _, subs := range []int{1, 100, 1000} {
+		b.Run(strconv.Itoa(subs)+"Subscribers", func(b *testing.B) {
+			f := newFanout(b, subs)
+			event := bookEvent(42)
+			// Waiting for delivery every batch keeps memory bounded and
+			// measures throughput rather than queue growth.
+			const batch = 256
+			b.ResetTimer()
+			for i := 0; i < b.N; i += batch {
+				n := min(batch, b.N-i)
+				f.expect(b, n, func() {
+					for range n {
+						f.hub.Publish([]string{"books"}, event)
+					}
+				})
+			}
+			b.ReportMetric(float64(b.N)*float64(subs)/b.Elapsed().Seconds(), "frames/s")
+		})
+	}
+}
+
+// fanout is a hub with subs connected subscribers counting frames.
+type fanout struct {
+	hub      *hub.Hub
+	subs     int
+	received atomic.Int64
+	target   atomic.Int64
+	reached  chan struct{}
+}
+
+func newFanout(b *testing.B, subs int) *fanout {
+	b.Helper()
+	h, err := hub.New(hub.Options{
+		Authenticate:      authenticate,
+		ValidChannel:      validChannel,
+		Logger:            slog.New(slog.DiscardHandler),
+		SendQueueMessages: 1 << 20,
+		SendQueueBytes:    1 << 30,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	url := newServer(b, h) + "?subscribe=books"
+	f := &fanout{hub: h, subs: subs, reached: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	var readers sync.WaitGroup
+	b.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), testTimeout)
+		defer scancel()
+		_ = h.Shutdown(sctx)
+		cancel()
+		readers.Wait()
+	})
+	hdr := http.Header{"Authorization": {"Bearer alice"}}
+	for range subs {
+		dctx, dcancel := context.WithTimeout(ctx, testTimeout)
+		ws, _, err := websocket.Dial(dctx, url, &websocket.DialOptions{HTTPHeader: hdr})
+		if err != nil {
+			dcancel()
+			b.Fatalf("dial: %v", err)
+		}
+		for range 2 { // welcome, subscribed
+			if _, _, err := ws.Read(dctx); err != nil {
+				dcancel()
+				b.Fatalf("read: %v", err)
+			}
+		}
+		dcancel()
+		readers.Go(func() {
+			defer ws.CloseNow()
+			for {
+				if _, _, err := ws.Read(ctx); err != nil {
+					return
+				}
+				if f.received.Add(1) == f.target.Load() {
+					f.reached <- struct{}{}
+				}
+			}
+		})
+	}
+	return f
+}
+
+// expect runs publish, which publishes n frames, and waits until every
+// subscriber has read them.
+func (f *fanout) expect(b *testing.B, n int, publish func()) {
+	f.target.Store(f.received.Load() + int64(n*f.subs))
+	publish()
+	select {
+	case <-f.reached:
+	case <-time.After(time.Minute):
+		b.Fatalf("subscribers read %d of %d frames", f.received.Load(), f.target.Load())
+	}
+}
+
+func BenchmarkFrameEncode(b *testing.B) {
+	event := bookEvent(42)
+	b.SetBytes(int64(len(event)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := hub.EncodeEventFrame("books:42", event); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

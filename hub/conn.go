@@ -1,0 +1,361 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// closeRequest is a server-initiated close: the wire status and reason, and
+// the Observer reason.
+type closeRequest struct {
+	code   websocket.StatusCode
+	reason string
+	metric string
+}
+
+// Close requests the hub makes. The reasons are constants on purpose: they
+// are part of the protocol clients react to.
+var (
+	closeSlowConsumer = closeRequest{websocket.StatusPolicyViolation, "slow consumer: send queue full", ReasonSlowConsumer}
+	closeTokenExpired = closeRequest{3000, "token expired", ReasonTokenExpired} // 3000: IANA "Unauthorized"
+	closeShutdown     = closeRequest{websocket.StatusGoingAway, "server shutting down", ReasonShutdown}
+)
+
+// conn is one subscriber. Idle sockets are the common case, so the struct is
+// kept small and the queue is allocated only while frames are pending.
+type conn struct {
+	hub    *Hub
+	id     uint64
+	ident  Identity
+	remote string
+	ws     *websocket.Conn // set before the writer starts, then read-only
+
+	// subs is owned by the reader goroutine (the ServeHTTP goroutine).
+	subs []string
+
+	// notify wakes the writer; 1-buffered so a wake-up is never lost and
+	// enqueue never blocks.
+	notify chan struct{}
+
+	mu           sync.Mutex
+	queue        [][]byte // frames not yet taken by the writer
+	pendingN     int      // frames queued or being written
+	pendingBytes int
+	closeReq     closeRequest // code != 0 once a close was requested
+	reason       string       // first disconnect reason observed
+	readerDone   bool
+}
+
+func (c *conn) wake() {
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue appends frame to the send queue without blocking. Frames are
+// shared between subscribers and must not be modified afterwards. When the
+// queue is full the client is too slow: its queue is dropped and it is
+// closed, so it neither holds memory nor delays anyone else.
+func (c *conn) enqueue(frame []byte) bool {
+	opts := &c.hub.opts
+	c.mu.Lock()
+	if c.closeReq.code != 0 || c.readerDone {
+		c.mu.Unlock()
+		return false
+	}
+	if c.pendingN > 0 && (c.pendingN+1 > opts.SendQueueMessages || c.pendingBytes+len(frame) > opts.SendQueueBytes) {
+		c.closeLocked(closeSlowConsumer)
+		c.mu.Unlock()
+		c.hub.obs.SlowConsumer()
+		c.wake()
+		return false
+	}
+	c.queue = append(c.queue, frame)
+	c.pendingN++
+	c.pendingBytes += len(frame)
+	c.mu.Unlock()
+	c.wake()
+	return true
+}
+
+// requestClose asks the writer to close the socket with req. The first
+// request wins.
+func (c *conn) requestClose(req closeRequest) {
+	c.mu.Lock()
+	c.closeLocked(req)
+	c.mu.Unlock()
+	c.wake()
+}
+
+func (c *conn) closeLocked(req closeRequest) {
+	if c.closeReq.code != 0 {
+		return
+	}
+	c.closeReq = req
+	c.queue = nil // pending frames will never be sent: release them now
+	c.pendingN, c.pendingBytes = 0, 0
+	if c.reason == "" {
+		c.reason = req.metric
+	}
+}
+
+// setReason records why the connection ended unless a reason is known.
+func (c *conn) setReason(reason string) {
+	c.mu.Lock()
+	if c.reason == "" {
+		c.reason = reason
+	}
+	c.mu.Unlock()
+}
+
+// take hands the writer every queued frame, or the close request.
+func (c *conn) take() (batch [][]byte, req closeRequest, stop bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeReq.code != 0 {
+		return nil, c.closeReq, false
+	}
+	if c.readerDone {
+		return nil, closeRequest{}, true
+	}
+	batch, c.queue = c.queue, nil
+	return batch, closeRequest{}, false
+}
+
+// written accounts for one frame on the wire and reports whether the writer
+// should keep going with its batch.
+func (c *conn) written(n int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeReq.code != 0 {
+		return false // the counters were reset with the queue
+	}
+	c.pendingN--
+	c.pendingBytes -= n
+	return true
+}
+
+// recycle offers a written batch's backing array back to the queue, so a
+// steady trickle of events does not allocate a slice per wake-up. Large
+// arrays are dropped to keep idle connections small.
+func (c *conn) recycle(batch [][]byte) {
+	if cap(batch) > 8 {
+		return
+	}
+	clear(batch)
+	c.mu.Lock()
+	if c.queue == nil && c.closeReq.code == 0 {
+		c.queue = batch[:0]
+	}
+	c.mu.Unlock()
+}
+
+// writeLoop is the connection's only writer. It returns when the socket is
+// closed or unusable; it never returns while a close it started is half done.
+func (c *conn) writeLoop() {
+	opts := &c.hub.opts
+	ping := time.NewTicker(opts.PingInterval)
+	defer ping.Stop()
+	var expire <-chan time.Time
+	if !c.ident.ExpiresAt.IsZero() {
+		t := time.NewTimer(time.Until(c.ident.ExpiresAt))
+		defer t.Stop()
+		expire = t.C
+	}
+	var deadline frameDeadline
+	defer deadline.release()
+	for {
+		select {
+		case <-c.notify:
+		case <-expire:
+			c.requestClose(closeTokenExpired)
+		case <-ping.C:
+			if err := c.ping(); err != nil {
+				c.setReason(ReasonPingTimeout)
+				c.logf(slog.LevelInfo, "hub: ping not answered", slog.Any("err", err))
+				_ = c.ws.CloseNow()
+				return
+			}
+			continue
+		}
+		for {
+			batch, req, stop := c.take()
+			if stop {
+				return
+			}
+			if req.code != 0 {
+				c.logf(slog.LevelInfo, "hub: closing connection", slog.Int("status", int(req.code)), slog.String("reason", req.reason))
+				_ = c.ws.Close(req.code, req.reason) // waits for the handshake, bounded by the library
+				return
+			}
+			if len(batch) == 0 {
+				break
+			}
+			sent, err := c.writeBatch(&deadline, batch)
+			if sent > 0 {
+				c.hub.obs.Delivered(sent)
+			}
+			if err != nil {
+				c.setReason(ReasonWriteError)
+				c.logf(slog.LevelInfo, "hub: write failed", slog.Any("err", err))
+				_ = c.ws.CloseNow()
+				return
+			}
+			c.recycle(batch)
+		}
+	}
+}
+
+// frameDeadline bounds each frame write by WriteTimeout. A context per frame
+// would allocate a timer per frame on the hottest path; instead one
+// cancellable context lives as long as the writer, and a reusable timer
+// cancels it (which makes the library close the socket) when a single frame
+// stalls. It is created on the first write, so idle sockets do not pay.
+type frameDeadline struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	timer  *time.Timer
+}
+
+func (d *frameDeadline) arm(timeout time.Duration) context.Context {
+	if d.ctx == nil {
+		d.ctx, d.cancel = context.WithCancel(context.Background())
+		d.timer = time.AfterFunc(timeout, d.cancel)
+		return d.ctx
+	}
+	d.timer.Reset(timeout)
+	return d.ctx
+}
+
+func (d *frameDeadline) disarm() {
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+}
+
+func (d *frameDeadline) release() {
+	if d.cancel != nil {
+		d.timer.Stop()
+		d.cancel()
+	}
+}
+
+// writeBatch writes frames in order, each under its own WriteTimeout, and
+// stops early when a close has been requested meanwhile.
+func (c *conn) writeBatch(d *frameDeadline, batch [][]byte) (sent int, err error) {
+	defer d.disarm()
+	for _, frame := range batch {
+		if err := c.ws.Write(d.arm(c.hub.opts.WriteTimeout), websocket.MessageText, frame); err != nil {
+			return sent, err
+		}
+		sent++
+		if !c.written(len(frame)) {
+			return sent, nil
+		}
+	}
+	return sent, nil
+}
+
+// ping blocks the writer for one round trip: the pong is read by the reader
+// goroutine, and pausing writes meanwhile keeps a single writer.
+func (c *conn) ping() error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.hub.opts.WriteTimeout)
+	defer cancel()
+	return c.ws.Ping(ctx)
+}
+
+// readLoop reads client messages until the socket fails, and answers them
+// through the send queue.
+func (c *conn) readLoop() {
+	ctx := context.Background() // no deadline: an idle subscriber is normal
+	for {
+		typ, data, err := c.ws.Read(ctx)
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		if typ != websocket.MessageText {
+			c.reply(errorReply(nil, codeBinaryUnsupported))
+			continue
+		}
+		c.handle(data)
+	}
+}
+
+func (c *conn) readFailed(err error) {
+	switch {
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		c.setReason(ReasonMessageTooBig)
+	case websocket.CloseStatus(err) != -1:
+		c.setReason(ReasonClientClosed)
+	default:
+		c.setReason(ReasonConnectionLost)
+	}
+	c.logf(slog.LevelDebug, "hub: read ended", slog.Any("err", err))
+}
+
+// handle answers one client message.
+func (c *conn) handle(data []byte) {
+	m, bad := parseClientMessage(data)
+	if bad != nil {
+		c.reply(*bad)
+		return
+	}
+	switch m.Type {
+	case "ping":
+		c.reply(reply{Type: "pong", ID: m.ID})
+	case "subscribe", "unsubscribe":
+		if m.Channel == nil || *m.Channel == "" {
+			c.reply(errorReply(m.ID, codeMissingChannel))
+			return
+		}
+		ch := *m.Channel
+		if !c.hub.opts.ValidChannel(ch) {
+			c.reply(errorReply(m.ID, codeUnknownChannel))
+			return
+		}
+		var code string
+		if m.Type == "subscribe" {
+			code = c.hub.subscribe(c, ch)
+		} else {
+			code = c.hub.unsubscribe(c, ch)
+		}
+		if code != "" {
+			c.reply(errorReply(m.ID, code))
+			return
+		}
+		c.reply(reply{Type: m.Type + "d", ID: m.ID, Channel: ch})
+	default:
+		c.reply(errorReply(m.ID, codeUnknownType))
+	}
+}
+
+func (c *conn) reply(r reply) { c.enqueue(encodeReply(r)) }
+
+func (c *conn) subIndex(ch string) int {
+	for i, s := range c.subs {
+		if s == ch {
+			return i
+		}
+	}
+	return -1
+}
+
+func (c *conn) subscribed(ch string) bool { return c.subIndex(ch) >= 0 }
+
+// logf logs with the connection's identity; attributes are built only when
+// the level is enabled, and never include the token or the query string.
+func (c *conn) logf(level slog.Level, msg string, attrs ...slog.Attr) {
+	log := c.hub.log
+	if !log.Enabled(context.Background(), level) {
+		return
+	}
+	attrs = append(attrs, slog.Uint64("conn", c.id), slog.String("sub", c.ident.Subject), slog.String("remote", c.remote))
+	log.LogAttrs(context.Background(), level, msg, attrs...)
+}

@@ -1,0 +1,10 @@
+package hub
+
+// EncodeEventFrame exposes the frame encoder to the black-box benchmarks.
+func EncodeEventFrame(channel string, event []byte) ([]byte, error) {
+	body, err := eventBody(event)
+	if err != nil {
+		return nil, err
+	}
+	return appendEventFrame(make([]byte, 0, eventFrameLen(channel, body)), channel, body), nil
+}

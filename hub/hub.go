@@ -1,0 +1,384 @@
+// Package hub pushes already-encoded events to WebSocket subscribers.
+//
+// The hub knows nothing about what it carries: callers hand Publish a JSON
+// object and a list of channel names, and the hub wraps the object in an
+// envelope and fans it out to the sockets subscribed to each channel.
+// Authentication and channel validation are injected through Options, so the
+// same hub serves any channel scheme and any token format.
+//
+// Every connection owns exactly one reader goroutine (the ServeHTTP
+// goroutine) and one writer goroutine, and a bounded send queue between
+// them. Publish only appends to those queues and never waits on a socket: a
+// client whose queue overflows is disconnected with 1008 "slow consumer" so
+// that it cannot hold back anyone else.
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Identity is who a connection speaks for, as established by the
+// Authenticator before the upgrade.
+type Identity struct {
+	Subject string
+	Role    string
+	// ExpiresAt is when the credential stops being valid; the hub closes the
+	// socket with status 3000 "token expired" at that moment. The zero value
+	// means the connection never expires.
+	ExpiresAt time.Time
+}
+
+// Authenticator verifies the credentials of an upgrade request. Any error
+// refuses the request with 401 before the WebSocket handshake, so a client
+// without a valid token never holds a socket. The error is logged (so it must
+// not contain the token) and never sent to the client.
+type Authenticator func(r *http.Request) (Identity, error)
+
+// Observer receives metrics hooks. Every method is called on a hot path
+// (Publish, or a connection's goroutines) and must be cheap and non-blocking.
+type Observer interface {
+	// Connected is called once a socket has been upgraded.
+	Connected()
+	// Disconnected is called once per upgraded socket when it is gone; reason
+	// is one of the Reason constants, so it is safe as a metrics label.
+	Disconnected(reason string)
+	// Subscribed and Unsubscribed track the subscription count of a channel;
+	// a disconnect unsubscribes every channel of the connection.
+	Subscribed(channel string)
+	Unsubscribed(channel string)
+	// Published reports one fan-out of one frame to the current subscribers
+	// of channel (possibly none), and how long encoding and queueing took.
+	Published(channel string, subscribers int, d time.Duration)
+	// Delivered reports n frames written to a socket.
+	Delivered(n int)
+	// SlowConsumer reports a client disconnected because its queue overflowed.
+	SlowConsumer()
+}
+
+// Reasons passed to Observer.Disconnected. They are a closed set so that a
+// metrics backend can use them as label values.
+const (
+	ReasonClientClosed   = "client_closed"   // the client sent a close frame
+	ReasonConnectionLost = "connection_lost" // read failed without a close frame (EOF, reset, protocol error)
+	ReasonMessageTooBig  = "message_too_big" // a client message exceeded ReadLimit (closed with 1009)
+	ReasonWriteError     = "write_error"     // a frame could not be written within WriteTimeout
+	ReasonPingTimeout    = "ping_timeout"    // a ping was not answered within WriteTimeout
+	ReasonSlowConsumer   = "slow_consumer"   // the send queue overflowed (closed with 1008)
+	ReasonTokenExpired   = "token_expired"   // Identity.ExpiresAt passed (closed with 3000)
+	ReasonShutdown       = "shutdown"        // Shutdown was called (closed with 1001)
+)
+
+// Options configure a Hub. Zero values take the documented defaults.
+type Options struct {
+	// Authenticate is required.
+	Authenticate Authenticator
+	// ValidChannel is required; it decides which channel names clients may
+	// subscribe to. Names it accepts are written into frames verbatim (JSON
+	// escaped), so it is also the hub's only input filter for them.
+	ValidChannel func(string) bool
+	// Instance names this process in the welcome frame, so a client behind a
+	// load balancer can tell which instance it reached.
+	Instance string
+	// Logger receives connection lifecycle logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// OriginPatterns authorises cross-origin browsers; see
+	// websocket.AcceptOptions.OriginPatterns. The request host is always
+	// allowed.
+	OriginPatterns []string
+	// SendQueueMessages caps the frames pending per connection (queued plus
+	// being written). Default 512.
+	SendQueueMessages int
+	// SendQueueBytes caps the bytes pending per connection. Default 1 MiB.
+	// A single frame larger than this is still accepted into an empty queue,
+	// so one oversized event does not disconnect every subscriber.
+	SendQueueBytes int
+	// WriteTimeout bounds the write of each frame, and the wait for each pong.
+	// Default 10s.
+	WriteTimeout time.Duration
+	// PingInterval is how often the writer pings an otherwise idle or busy
+	// socket to detect dead peers. Default 30s.
+	PingInterval time.Duration
+	// ReadLimit caps one client message; a bigger one closes the socket with
+	// 1009. Default 4096 bytes: clients only send small control messages.
+	ReadLimit int64
+	// MaxSubscriptions caps the channels of one connection. Default 64.
+	MaxSubscriptions int
+	// Observer receives metrics hooks; nil disables them.
+	Observer Observer
+}
+
+// Defaults applied by New to zero Options fields.
+const (
+	DefaultSendQueueMessages = 512
+	DefaultSendQueueBytes    = 1 << 20
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultPingInterval      = 30 * time.Second
+	DefaultReadLimit         = 4096
+	DefaultMaxSubscriptions  = 64
+)
+
+// Stats is a point-in-time snapshot of the hub's size.
+type Stats struct {
+	// Connections counts upgraded sockets that have not yet been cleaned up.
+	Connections int
+	// Subscriptions counts (connection, channel) pairs.
+	Subscriptions int
+	// Channels counts channels with at least one subscriber.
+	Channels int
+}
+
+// Hub is an http.Handler serving WebSocket subscribers, and the fan-out point
+// for Publish. It is safe for concurrent use. Create it with New.
+type Hub struct {
+	opts Options
+	log  *slog.Logger
+	obs  Observer
+
+	nextID    atomic.Uint64
+	connected atomic.Int64
+
+	// mu guards the channel index. Publish holds it for reading only, and
+	// only while appending to queues, so subscribers never wait on sockets.
+	mu       sync.RWMutex
+	channels map[string]map[*conn]struct{}
+	subs     int
+
+	// connMu guards conns and closing, and orders wg.Add before wg.Wait.
+	connMu  sync.Mutex
+	conns   map[*conn]struct{}
+	closing bool
+	wg      sync.WaitGroup
+}
+
+// New validates opts, fills defaults and returns a ready Hub.
+func New(opts Options) (*Hub, error) {
+	if opts.Authenticate == nil {
+		return nil, errors.New("hub: Options.Authenticate is required")
+	}
+	if opts.ValidChannel == nil {
+		return nil, errors.New("hub: Options.ValidChannel is required")
+	}
+	if opts.SendQueueMessages < 0 || opts.SendQueueBytes < 0 || opts.WriteTimeout < 0 ||
+		opts.PingInterval < 0 || opts.ReadLimit < 0 || opts.MaxSubscriptions < 0 {
+		return nil, fmt.Errorf("hub: negative option in %+v", limitsOf(opts))
+	}
+	setDefault(&opts.SendQueueMessages, DefaultSendQueueMessages)
+	setDefault(&opts.SendQueueBytes, DefaultSendQueueBytes)
+	setDefault(&opts.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&opts.PingInterval, DefaultPingInterval)
+	setDefault(&opts.ReadLimit, DefaultReadLimit)
+	setDefault(&opts.MaxSubscriptions, DefaultMaxSubscriptions)
+	h := &Hub{
+		opts:     opts,
+		log:      opts.Logger,
+		obs:      opts.Observer,
+		channels: make(map[string]map[*conn]struct{}),
+		conns:    make(map[*conn]struct{}),
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.obs == nil {
+		h.obs = nopObserver{}
+	}
+	return h, nil
+}
+
+func setDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
+
+// limitsOf keeps function values and the logger out of error messages.
+func limitsOf(o Options) map[string]any {
+	return map[string]any{
+		"SendQueueMessages": o.SendQueueMessages, "SendQueueBytes": o.SendQueueBytes,
+		"WriteTimeout": o.WriteTimeout, "PingInterval": o.PingInterval,
+		"ReadLimit": o.ReadLimit, "MaxSubscriptions": o.MaxSubscriptions,
+	}
+}
+
+// Publish delivers event, a JSON object, on each of channels. For every
+// channel the frame {"type":"event","channel":"<ch>",<event's fields>} is
+// encoded once and queued, without blocking, for every current subscriber.
+//
+// A connection subscribed to several of the channels (say "books" and
+// "books:42") receives one frame per channel: the frames differ in "channel",
+// and clients that want each change once subscribe to one of them only.
+//
+// Frames from one goroutine's successive Publish calls reach each subscriber
+// in order; concurrent Publish calls are not ordered with each other. A
+// subscriber whose queue is full is disconnected (see Options.SendQueueBytes)
+// and the others are unaffected. An event that is not a JSON object is
+// logged and dropped.
+func (h *Hub) Publish(channels []string, event []byte) {
+	body, err := eventBody(event)
+	if err != nil {
+		h.log.Error("hub: dropping event", "err", err)
+		return
+	}
+	for _, ch := range channels {
+		start := time.Now()
+		h.mu.RLock()
+		n := len(h.channels[ch])
+		h.mu.RUnlock()
+		if n == 0 {
+			h.obs.Published(ch, 0, time.Since(start))
+			continue
+		}
+		frame := appendEventFrame(make([]byte, 0, eventFrameLen(ch, body)), ch, body)
+		h.mu.RLock()
+		subs := h.channels[ch]
+		n = len(subs)
+		for c := range subs {
+			c.enqueue(frame)
+		}
+		h.mu.RUnlock()
+		h.obs.Published(ch, n, time.Since(start))
+	}
+}
+
+// Stats returns the current size of the hub.
+func (h *Hub) Stats() Stats {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return Stats{
+		Connections:   int(h.connected.Load()),
+		Subscriptions: h.subs,
+		Channels:      len(h.channels),
+	}
+}
+
+// Shutdown refuses new upgrades with 503, asks every connection to close with
+// 1001 "server shutting down" (each connection's writer performs its own
+// close handshake, so they proceed concurrently), and waits until every
+// connection goroutine has returned or ctx is done.
+//
+// http.Server.Shutdown does not know about hijacked connections, so call
+// this first. If ctx ends early Shutdown returns its error; the remaining
+// goroutines still exit on their own within the close handshake timeouts
+// (about 10s).
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.connMu.Lock()
+	h.closing = true
+	for c := range h.conns {
+		c.requestClose(closeShutdown)
+	}
+	h.connMu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		h.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("hub shutdown: waiting for connections: %w", ctx.Err())
+	}
+}
+
+// register admits c unless the hub is shutting down. The caller must call
+// unregister exactly once afterwards.
+func (h *Hub) register(c *conn) bool {
+	h.connMu.Lock()
+	defer h.connMu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.conns[c] = struct{}{}
+	h.wg.Add(1)
+	return true
+}
+
+func (h *Hub) unregister(c *conn) {
+	h.connMu.Lock()
+	delete(h.conns, c)
+	h.connMu.Unlock()
+	h.wg.Done()
+}
+
+// subscribe adds c to channel ch. It must be called from c's reader
+// goroutine, which owns c.subs.
+func (h *Hub) subscribe(c *conn, ch string) (code string) {
+	if c.subscribed(ch) {
+		return ""
+	}
+	if len(c.subs) >= h.opts.MaxSubscriptions {
+		return codeTooManySubscriptions
+	}
+	h.mu.Lock()
+	set := h.channels[ch]
+	if set == nil {
+		set = make(map[*conn]struct{}, 1)
+		h.channels[ch] = set
+	}
+	set[c] = struct{}{}
+	h.subs++
+	h.mu.Unlock()
+	c.subs = append(c.subs, ch)
+	h.obs.Subscribed(ch)
+	return ""
+}
+
+// unsubscribe removes c from ch; it must run on c's reader goroutine.
+func (h *Hub) unsubscribe(c *conn, ch string) (code string) {
+	i := c.subIndex(ch)
+	if i < 0 {
+		return codeNotSubscribed
+	}
+	h.mu.Lock()
+	h.removeLocked(c, ch)
+	h.mu.Unlock()
+	c.subs = append(c.subs[:i], c.subs[i+1:]...)
+	h.obs.Unsubscribed(ch)
+	return ""
+}
+
+// unsubscribeAll cleans the index after c's reader has exited.
+func (h *Hub) unsubscribeAll(c *conn) {
+	if len(c.subs) == 0 {
+		return
+	}
+	h.mu.Lock()
+	for _, ch := range c.subs {
+		h.removeLocked(c, ch)
+	}
+	h.mu.Unlock()
+	for _, ch := range c.subs {
+		h.obs.Unsubscribed(ch)
+	}
+	c.subs = nil
+}
+
+func (h *Hub) removeLocked(c *conn, ch string) {
+	set := h.channels[ch]
+	if _, ok := set[c]; !ok {
+		return
+	}
+	delete(set, c)
+	h.subs--
+	if len(set) == 0 {
+		delete(h.channels, ch)
+	}
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Connected()                           {}
+func (nopObserver) Disconnected(string)                  {}
+func (nopObserver) Subscribed(string)                    {}
+func (nopObserver) Unsubscribed(string)                  {}
+func (nopObserver) Published(string, int, time.Duration) {}
+func (nopObserver) Delivered(int)                        {}
+func (nopObserver) SlowConsumer()                        {}
