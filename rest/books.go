@@ -1,0 +1,240 @@
+package rest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/bookhub/bookhub/events"
+	"github.com/bookhub/bookhub/store"
+)
+
+const contentTypeJSON = "application/json"
+
+// booksPath is where books live; Location and Link headers are built from it.
+const booksPath = "/api/v1/books"
+
+// etag is the strong entity tag of a book version: "\"<version>\"".
+func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
+
+func (a *api) getBook(c *gin.Context) error {
+	id := bookIDOf(c)
+	b, err := a.books.Get(c.Request.Context(), id)
+	if err != nil {
+		return fmt.Errorf("get book %d: %w", id, err)
+	}
+	c.Header("ETag", etag(b.Version))
+	if inm := c.GetHeader("If-None-Match"); inm != "" && noneMatchHits(inm, b.Version) {
+		c.Status(http.StatusNotModified)
+		c.Writer.WriteHeaderNow()
+		return nil
+	}
+	body, err := encodeBook(b)
+	if err != nil {
+		return err
+	}
+	c.Data(http.StatusOK, contentTypeJSON, body)
+	return nil
+}
+
+func (a *api) createBook(c *gin.Context) error {
+	in, err := a.decode(c, modeFull)
+	if err != nil {
+		return err
+	}
+	var b store.Book
+	in.apply(&b, modeFull)
+	b, err = a.books.Create(c.Request.Context(), b)
+	if err != nil {
+		return fmt.Errorf("create book: %w", err)
+	}
+	body, err := encodeBook(b)
+	if err != nil {
+		return err
+	}
+	a.publish(c, events.BookCreated, b.ID, body, b.UpdatedAt)
+	c.Header("Location", booksPath+"/"+strconv.FormatInt(b.ID, 10))
+	c.Header("ETag", etag(b.Version))
+	c.Data(http.StatusCreated, contentTypeJSON, body)
+	return nil
+}
+
+func (a *api) replaceBook(c *gin.Context) error { return a.updateBook(c, modeFull) }
+
+func (a *api) patchBook(c *gin.Context) error { return a.updateBook(c, modePatch) }
+
+// updateBook serves PUT (modeFull) and PATCH (modePatch). The body is fully
+// validated before the store is touched, so apply cannot fail inside the
+// transaction.
+func (a *api) updateBook(c *gin.Context, mode decodeMode) error {
+	id := bookIDOf(c)
+	in, err := a.decode(c, mode)
+	if err != nil {
+		return err
+	}
+	ifVersion, err := a.ifMatch(c, id)
+	if err != nil {
+		return err
+	}
+	b, err := a.books.Update(c.Request.Context(), id, ifVersion, func(b *store.Book) error {
+		in.apply(b, mode)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("update book %d: %w", id, err)
+	}
+	body, err := encodeBook(b)
+	if err != nil {
+		return err
+	}
+	a.publish(c, events.BookUpdated, b.ID, body, b.UpdatedAt)
+	c.Header("ETag", etag(b.Version))
+	c.Data(http.StatusOK, contentTypeJSON, body)
+	return nil
+}
+
+func (a *api) deleteBook(c *gin.Context) error {
+	id := bookIDOf(c)
+	ifVersion, err := a.ifMatch(c, id)
+	if err != nil {
+		return err
+	}
+	b, err := a.books.Delete(c.Request.Context(), id, ifVersion)
+	if err != nil {
+		return fmt.Errorf("delete book %d: %w", id, err)
+	}
+	deletedAt := time.Now().UTC()
+	body, err := encodeBook(b)
+	if err != nil {
+		// The delete is committed; only the event's payload is lost.
+		a.log.LogAttrs(c.Request.Context(), slog.LevelError, "encode deleted book",
+			slog.Int64("book_id", id), slog.String("error", err.Error()))
+		body = []byte("null")
+	}
+	a.publish(c, events.BookDeleted, b.ID, body, deletedAt)
+	c.Status(http.StatusNoContent)
+	c.Writer.WriteHeaderNow()
+	return nil
+}
+
+// decode reads and decodes the request body of a write.
+func (a *api) decode(c *gin.Context, mode decodeMode) (bookInput, error) {
+	body, err := readBody(c, a.maxBody)
+	if err != nil {
+		return bookInput{}, err
+	}
+	return decodeBook(body, mode)
+}
+
+// publish announces a committed write. It runs on a context detached from
+// the request, so a client hanging up cannot cancel the event, but bounded by
+// publishTimeout. A failure is logged and swallowed: the write is committed
+// and the client must learn that it succeeded.
+//
+// Publishing after commit can still lose an event if the process dies in
+// between; a later issue adds a transactional outbox to close that gap.
+func (a *api) publish(c *gin.Context, typ events.Type, bookID int64, body []byte, at time.Time) {
+	ev := events.Event{
+		ID:     events.NewID(),
+		Type:   typ,
+		BookID: bookID,
+		Book:   body,
+		At:     at.UTC(),
+		Origin: a.instance,
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), a.publishTimeout)
+	defer cancel()
+	if err := a.events.Publish(ctx, ev); err != nil {
+		a.log.LogAttrs(ctx, slog.LevelError, "publish event failed; the write is committed but subscribers miss it",
+			slog.String("event_id", ev.ID),
+			slog.String("event", string(typ)),
+			slog.Int64("book_id", bookID),
+			slog.String("request_id", requestIDOf(c)),
+			slog.String("error", err.Error()),
+		)
+	}
+}
+
+// ifMatch turns the If-Match header into the version the store must find:
+// 0 when absent or "*". A list of tags is resolved against the current
+// version (the store still checks it atomically); a list that cannot match
+// yields store.ErrStale, so the client gets 412.
+//
+// RFC 9110 wants strong comparison for If-Match; W/"3" is accepted anyway
+// because some proxies weaken ETags, and versions are exact either way.
+func (a *api) ifMatch(c *gin.Context, id int64) (int64, error) {
+	values := c.Request.Header.Values("If-Match")
+	if len(values) == 0 {
+		return 0, nil
+	}
+	tags, ok := parseETags(strings.Join(values, ","))
+	if !ok {
+		return 0, &apiError{kind: kindInvalidParameter,
+			detail: `If-Match must be "*" or entity tags like "3" (quotes included)`,
+			fields: []fieldError{{Field: "If-Match", Message: "is not a valid entity tag list"}}}
+	}
+	if slices.Contains(tags, "*") {
+		return 0, nil
+	}
+	var versions []int64
+	for _, t := range tags {
+		if v, ok := parseID(strings.Trim(strings.TrimPrefix(t, "W/"), `"`)); ok {
+			versions = append(versions, v)
+		}
+	}
+	if len(tags) == 1 && len(versions) == 1 {
+		return versions[0], nil
+	}
+	cur, err := a.books.Get(c.Request.Context(), id)
+	if err != nil {
+		return 0, fmt.Errorf("check If-Match of book %d: %w", id, err)
+	}
+	if slices.Contains(versions, cur.Version) {
+		return cur.Version, nil
+	}
+	return 0, fmt.Errorf("If-Match of book %d: %w", id, store.ErrStale)
+}
+
+// noneMatchHits reports whether If-None-Match matches the version, using weak
+// comparison as RFC 9110 prescribes for it. A malformed header never matches,
+// so the client simply gets the full response.
+func noneMatchHits(header string, version int64) bool {
+	tags, ok := parseETags(header)
+	if !ok {
+		return false
+	}
+	want := etag(version)
+	for _, t := range tags {
+		if t == "*" || strings.TrimPrefix(t, "W/") == want {
+			return true
+		}
+	}
+	return false
+}
+
+// parseETags splits an If-Match / If-None-Match value into "*" or quoted
+// entity tags (optionally W/-prefixed).
+func parseETags(h string) ([]string, bool) {
+	var tags []string
+	for part := range strings.SplitSeq(h, ",") {
+		t := strings.TrimSpace(part)
+		if t == "" {
+			continue
+		}
+		if t != "*" {
+			q := strings.TrimPrefix(t, "W/")
+			if len(q) < 2 || q[0] != '"' || q[len(q)-1] != '"' || strings.Contains(q[1:len(q)-1], `"`) {
+				return nil, false
+			}
+		}
+		tags = append(tags, t)
+	}
+	return tags, len(tags) > 0
+}

@@ -1,0 +1,279 @@
+package rest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bookhub/bookhub/auth"
+	"github.com/bookhub/bookhub/events"
+	"github.com/bookhub/bookhub/rest"
+	"github.com/bookhub/bookhub/store"
+)
+
+const testSecret = "test-secret-that-is-at-least-32-bytes-long!"
+
+// env is one API server over a fresh SQLite store, with the events it
+// published and the log lines it wrote.
+type env struct {
+	srv    *httptest.Server
+	store  *store.Store
+	bus    *events.Memory
+	tokens *auth.Tokens
+	logs   *syncBuffer
+
+	mu     sync.Mutex
+	events []events.Event
+}
+
+// syncBuffer is a log sink the server's goroutines can write concurrently.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func testContext(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func openStore(t testing.TB) *store.Store {
+	t.Helper()
+	st, err := store.Open(testContext(t), store.Options{
+		URL:    filepath.Join(t.TempDir(), "books.db"),
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func newTokens(t testing.TB) *auth.Tokens {
+	t.Helper()
+	tk, err := auth.New([]byte(testSecret), auth.Options{})
+	if err != nil {
+		t.Fatalf("auth.New: %v", err)
+	}
+	return tk
+}
+
+// newEnv starts a server on a real store. mod may adjust the options (nil
+// Books means the real store).
+func newEnv(t testing.TB, mod func(*rest.Options)) *env {
+	t.Helper()
+	e := &env{bus: events.NewMemory(), tokens: newTokens(t), logs: &syncBuffer{}}
+	opts := rest.Options{
+		Events:   e.bus,
+		Tokens:   e.tokens,
+		Instance: "test-instance",
+		Logger:   slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	if opts.Books == nil {
+		e.store = openStore(t)
+		opts.Books = e.store
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := e.bus.Subscribe(ctx, func(ev events.Event) {
+		e.mu.Lock()
+		e.events = append(e.events, ev)
+		e.mu.Unlock()
+	}); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	h, err := rest.New(opts)
+	if err != nil {
+		t.Fatalf("rest.New: %v", err)
+	}
+	e.srv = httptest.NewServer(h)
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+// published returns the events captured so far. The memory bus delivers
+// synchronously and the API publishes before it responds, so no waiting is
+// needed after a response arrived.
+func (e *env) published() []events.Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]events.Event(nil), e.events...)
+}
+
+func (e *env) token(t testing.TB, role auth.Role) string {
+	t.Helper()
+	tok, err := e.tokens.Issue("tester-"+string(role), role, time.Hour)
+	if err != nil {
+		t.Fatalf("issue token: %v", err)
+	}
+	return tok
+}
+
+// request is one HTTP call. Body is sent as application/json unless headers
+// set another Content-Type.
+type request struct {
+	method  string
+	path    string
+	token   string
+	body    string
+	headers map[string]string
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (e *env) do(t testing.TB, r request) response {
+	t.Helper()
+	var body io.Reader
+	if r.body != "" {
+		body = strings.NewReader(r.body)
+	}
+	req, err := http.NewRequestWithContext(testContext(t), r.method, e.srv.URL+r.path, body)
+	if err != nil {
+		t.Fatalf("new request: %v", err)
+	}
+	if r.body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if r.token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.token)
+	}
+	for k, v := range r.headers {
+		req.Header.Set(k, v)
+	}
+	return e.send(t, req)
+}
+
+func (e *env) send(t testing.TB, req *http.Request) response {
+	t.Helper()
+	res, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	return response{status: res.StatusCode, header: res.Header, body: b}
+}
+
+// wireBook mirrors the documented wire format; Price stays a json.Number so
+// tests see its exact text.
+type wireBook struct {
+	ID        int64       `json:"id"`
+	Title     string      `json:"title"`
+	Author    string      `json:"author"`
+	ISBN      *string     `json:"isbn"`
+	Price     json.Number `json:"price"`
+	Stock     int64       `json:"stock"`
+	Version   int64       `json:"version"`
+	CreatedAt string      `json:"created_at"`
+	UpdatedAt string      `json:"updated_at"`
+}
+
+type wireList struct {
+	Books      []wireBook `json:"books"`
+	NextCursor string     `json:"next_cursor"`
+}
+
+func decodeStrictList(t testing.TB, b []byte) wireList {
+	t.Helper()
+	l := decodeStrict[wireList](t, b)
+	if l.Books == nil {
+		t.Errorf("books is null or missing, want an array: %s", b)
+	}
+	return l
+}
+
+type wireProblem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail"`
+	Instance  string `json:"instance"`
+	RequestID string `json:"request_id"`
+	Errors    []struct {
+		Field   string `json:"field"`
+		Message string `json:"message"`
+	} `json:"errors"`
+}
+
+func decodeStrict[T any](t testing.TB, b []byte) T {
+	t.Helper()
+	var v T
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("decode %T from %s: %v", v, b, err)
+	}
+	return v
+}
+
+func (r response) book(t testing.TB) wireBook {
+	t.Helper()
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type = %q, want application/json (body %s)", ct, r.body)
+	}
+	return decodeStrict[wireBook](t, r.body)
+}
+
+// problem checks the problem+json shape and returns it.
+func (r response) problem(t testing.TB) wireProblem {
+	t.Helper()
+	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type = %q, want application/problem+json (body %s)", ct, r.body)
+	}
+	p := decodeStrict[wireProblem](t, r.body)
+	if p.Status != r.status {
+		t.Errorf("problem status %d != response status %d", p.Status, r.status)
+	}
+	if !strings.HasPrefix(p.Type, "urn:bookhub:problem:") || p.Title == "" || p.Instance == "" {
+		t.Errorf("problem lacks type/title/instance: %s", r.body)
+	}
+	if p.RequestID == "" || p.RequestID != r.header.Get("X-Request-ID") {
+		t.Errorf("problem request_id %q, header %q", p.RequestID, r.header.Get("X-Request-ID"))
+	}
+	return p
+}
+
+// createBook creates a book through the API and returns it.
+func (e *env) createBook(t testing.TB, body string) wireBook {
+	t.Helper()
+	r := e.do(t, request{method: "POST", path: "/api/v1/books", token: e.token(t, auth.RoleEditor), body: body})
+	if r.status != http.StatusCreated {
+		t.Fatalf("create %s: status %d: %s", body, r.status, r.body)
+	}
+	return r.book(t)
+}

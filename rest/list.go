@@ -1,0 +1,141 @@
+package rest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/bookhub/bookhub/store"
+)
+
+// listParams are the query parameters GET /api/v1/books understands. Any
+// other parameter is refused, so a typo ("autor=") does not silently return
+// the unfiltered list.
+var listParams = []string{"limit", "cursor", "author", "q", "min_price", "max_price", "sort"}
+
+func (a *api) listBooks(c *gin.Context) error {
+	query, err := url.ParseQuery(c.Request.URL.RawQuery)
+	if err != nil {
+		return newError(kindInvalidParameter, "the query string is malformed")
+	}
+	opts, err := parseListQuery(query)
+	if err != nil {
+		return err
+	}
+	page, err := a.books.List(c.Request.Context(), opts)
+	if err != nil {
+		return fmt.Errorf("list books: %w", err)
+	}
+	out := listJSON{Books: make([]bookJSON, 0, len(page.Books)), NextCursor: page.NextCursor}
+	for _, b := range page.Books {
+		out.Books = append(out.Books, toBookJSON(b))
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		return fmt.Errorf("encode book list: %w", err)
+	}
+	if page.NextCursor != "" {
+		c.Header("Link", nextLink(query, page.NextCursor))
+	}
+	c.Data(http.StatusOK, contentTypeJSON, body)
+	return nil
+}
+
+// nextLink keeps the caller's filters, sort and limit and swaps the cursor.
+func nextLink(query url.Values, cursor string) string {
+	next := url.Values{}
+	for k, v := range query {
+		next[k] = v
+	}
+	next.Set("cursor", cursor)
+	return "<" + booksPath + "?" + next.Encode() + `>; rel="next"`
+}
+
+// parseListQuery validates the query parameters. An empty value counts as
+// absent, the way HTML forms send unused fields.
+func parseListQuery(q url.Values) (store.ListOptions, error) {
+	var fe fieldErrors
+	var opts store.ListOptions
+	keys := make([]string, 0, len(q))
+	for k := range q {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		vs := q[k]
+		if !slices.Contains(listParams, k) {
+			fe.badf(k, "is not a known query parameter (known: %s)", strings.Join(listParams, ", "))
+			continue
+		}
+		if len(vs) > 1 {
+			fe.badf(k, "must be given at most once")
+			continue
+		}
+		v := vs[0]
+		if v == "" {
+			continue
+		}
+		switch k {
+		case "limit":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > store.MaxLimit || !isDigit(v[0]) {
+				fe.badf(k, "must be an integer from 1 to %d", store.MaxLimit)
+				continue
+			}
+			opts.Limit = n
+		case "cursor":
+			opts.Cursor = v
+		case "author":
+			opts.Author = v
+		case "q":
+			opts.Query = v
+		case "min_price", "max_price":
+			p, err := parsePriceParam(v)
+			if err != nil {
+				fe.badf(k, "%s", err)
+				continue
+			}
+			if k == "min_price" {
+				opts.MinPriceCents = &p
+			} else {
+				opts.MaxPriceCents = &p
+			}
+		case "sort":
+			if !slices.Contains(store.SortFields, strings.TrimPrefix(v, "-")) {
+				fe.badf(k, "must be one of %s, optionally prefixed with - for descending", strings.Join(store.SortFields, ", "))
+				continue
+			}
+			opts.Sort = v
+		}
+	}
+	if opts.MinPriceCents != nil && opts.MaxPriceCents != nil && *opts.MinPriceCents > *opts.MaxPriceCents {
+		fe.badf("min_price", "must not exceed max_price")
+	}
+	if len(fe.bad) > 0 {
+		return store.ListOptions{}, &apiError{kind: kindInvalidParameter, detail: summarize(fe.bad), fields: capFields(fe.bad)}
+	}
+	return opts, nil
+}
+
+// parsePriceParam parses a price bound exactly, like a body's price.
+func parsePriceParam(v string) (int64, error) {
+	p, err := parseDecimal(v, 2, maxSafeInteger)
+	switch {
+	case errors.Is(err, errTooPrecise):
+		return 0, errors.New("must have at most 2 decimal places")
+	case errors.Is(err, errTooLarge):
+		return 0, fmt.Errorf("must be at most %s", maxText(2))
+	case err != nil:
+		return 0, errors.New("must be a decimal number such as 12.50")
+	case p < 0:
+		return 0, errors.New("must not be negative")
+	}
+	return p, nil
+}

@@ -1,0 +1,252 @@
+package rest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/bookhub/bookhub/auth"
+)
+
+// Keys of values the middleware stores in the gin context.
+const (
+	keyRequestID = "bookhub.request_id"
+	keyIdentity  = "bookhub.identity"
+	keyBookID    = "bookhub.book_id"
+)
+
+// headerRequestID is read from clients and proxies and echoed back.
+const headerRequestID = "X-Request-ID"
+
+// maxRequestIDLen bounds an accepted incoming request id; anything longer is
+// more likely abuse of the logs than a correlation id.
+const maxRequestIDLen = 128
+
+// requestID accepts a sane incoming X-Request-ID (so a proxy's id correlates
+// across services) or generates one, and echoes it.
+func (a *api) requestID(c *gin.Context) {
+	id := c.GetHeader(headerRequestID)
+	if !saneRequestID(id) {
+		id = newRequestID()
+	}
+	c.Set(keyRequestID, id)
+	c.Header(headerRequestID, id)
+	c.Next()
+}
+
+// saneRequestID allows the characters of UUIDs, ULIDs and trace ids only, so
+// an id cannot forge log lines or smuggle markup.
+func saneRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		ch := id[i]
+		ok := ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' ||
+			ch == '-' || ch == '_' || ch == '.' || ch == ':'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms.
+	return hex.EncodeToString(b[:])
+}
+
+func requestIDOf(c *gin.Context) string { return c.GetString(keyRequestID) }
+
+// routeOf returns the route pattern, never the raw path, so logs and metrics
+// have bounded cardinality.
+func routeOf(c *gin.Context) string {
+	if r := c.FullPath(); r != "" {
+		return r
+	}
+	return "unmatched"
+}
+
+// accessLog writes one structured line per request. It logs the route
+// pattern rather than the path or query, and never the Authorization header,
+// so tokens stay out of the logs whatever a client puts in its URL.
+func (a *api) accessLog(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	d := time.Since(start)
+	status := c.Writer.Status()
+	route := routeOf(c)
+	bytes := c.Writer.Size()
+	if bytes < 0 {
+		bytes = 0
+	}
+	attrs := []slog.Attr{
+		slog.String("method", c.Request.Method),
+		slog.String("route", route),
+		slog.Int("status", status),
+		slog.Duration("duration", d),
+		slog.Int("bytes", bytes),
+		slog.String("request_id", requestIDOf(c)),
+	}
+	if v, ok := c.Get(keyIdentity); ok {
+		attrs = append(attrs, slog.String("sub", v.(auth.Identity).Subject))
+	}
+	level := slog.LevelInfo
+	if status >= http.StatusInternalServerError {
+		level = slog.LevelWarn
+	}
+	a.log.LogAttrs(c.Request.Context(), level, "http request", attrs...)
+	if a.observe != nil {
+		a.observe(c.Request.Method, route, status, d)
+	}
+}
+
+// errPanic is what a recovered panic becomes; its text never reaches clients.
+var errPanic = errors.New("handler panicked")
+
+// recovery turns a panic into a 500 problem (via renderErrors) and logs the
+// stack. http.ErrAbortHandler is re-raised: it is net/http's way to abort a
+// response on purpose.
+func (a *api) recovery(c *gin.Context) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		if v == http.ErrAbortHandler {
+			panic(v)
+		}
+		a.log.LogAttrs(c.Request.Context(), slog.LevelError, "panic serving request",
+			slog.String("method", c.Request.Method),
+			slog.String("route", routeOf(c)),
+			slog.String("request_id", requestIDOf(c)),
+			slog.String("panic", fmt.Sprint(v)),
+			slog.String("stack", string(debug.Stack())),
+		)
+		_ = c.Error(fmt.Errorf("%w: %v", errPanic, v))
+		c.Abort()
+	}()
+	c.Next()
+}
+
+// limitBody refuses a declared oversize body before reading a byte and caps
+// the rest (chunked bodies have no Content-Length) with http.MaxBytesReader,
+// whose error readBody turns into a 413.
+func (a *api) limitBody(c *gin.Context) {
+	if c.Request.ContentLength > a.maxBody {
+		_ = c.Error(tooLarge(a.maxBody))
+		c.Abort()
+		return
+	}
+	// Hand MaxBytesReader net/http's own writer, not gin's wrapper: only then
+	// can it tell the server to close the connection instead of draining an
+	// oversize body after the 413.
+	var w http.ResponseWriter = c.Writer
+	if u, ok := w.(interface{ Unwrap() http.ResponseWriter }); ok {
+		w = u.Unwrap()
+	}
+	c.Request.Body = http.MaxBytesReader(w, c.Request.Body, a.maxBody)
+	c.Next()
+}
+
+func tooLarge(limit int64) *apiError {
+	return newErrorf(kindTooLarge, "the request body exceeds the limit of %d bytes", limit)
+}
+
+// requireRole authenticates the Authorization: Bearer header (never a query
+// token: URLs end up in proxy logs) and checks the role.
+func (a *api) requireRole(min auth.Role) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		token := auth.FromHeader(c.Request)
+		if token == "" {
+			_ = c.Error(&apiError{kind: kindUnauthorized,
+				detail:    "this request needs an \"Authorization: Bearer <token>\" header",
+				challenge: `Bearer realm="bookhub"`})
+			c.Abort()
+			return
+		}
+		id, err := a.tokens.Verify(token)
+		if err != nil {
+			// The reason (expired, bad signature, ...) is only logged at
+			// debug: telling a forger which check failed helps nobody else.
+			a.log.LogAttrs(c.Request.Context(), slog.LevelDebug, "token refused",
+				slog.String("request_id", requestIDOf(c)), slog.String("error", err.Error()))
+			_ = c.Error(&apiError{kind: kindUnauthorized,
+				detail:    "the bearer token is invalid or expired",
+				challenge: `Bearer realm="bookhub", error="invalid_token"`})
+			c.Abort()
+			return
+		}
+		c.Set(keyIdentity, id)
+		if !id.Role.AtLeast(min) {
+			_ = c.Error(newErrorf(kindForbidden, "role %q may not do this; it needs %q or higher", id.Role, min))
+			c.Abort()
+			return
+		}
+		c.Next()
+	}
+}
+
+// bookID validates the :id path parameter: decimal digits only, positive,
+// within int64.
+func (a *api) bookID(c *gin.Context) {
+	raw := c.Param("id")
+	id, ok := parseID(raw)
+	if !ok {
+		_ = c.Error(&apiError{kind: kindInvalidParameter,
+			detail: "the book id must be a positive integer",
+			fields: []fieldError{{Field: "id", Message: "must be a positive integer"}}})
+		c.Abort()
+		return
+	}
+	c.Set(keyBookID, id)
+	c.Next()
+}
+
+func parseID(s string) (int64, bool) {
+	if s == "" || len(s) > 19 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	return id, err == nil && id > 0
+}
+
+func bookIDOf(c *gin.Context) int64 { return c.GetInt64(keyBookID) }
+
+// requireJSON refuses bodies that are not JSON (415). mergePatch also admits
+// application/merge-patch+json, the media type RFC 7396 defines for PATCH.
+func requireJSON(mergePatch bool) gin.HandlerFunc {
+	want := "application/json"
+	if mergePatch {
+		want += " or application/merge-patch+json"
+	}
+	return func(c *gin.Context) {
+		mt, params, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
+		ok := err == nil && (mt == "application/json" || mergePatch && mt == "application/merge-patch+json")
+		if cs, has := params["charset"]; ok && has && !strings.EqualFold(cs, "utf-8") {
+			ok = false
+		}
+		if !ok {
+			_ = c.Error(newErrorf(kindMediaType, "the request body must be %s (UTF-8)", want))
+			c.Abort()
+			return
+		}
+		c.Next()
+	}
+}

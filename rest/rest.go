@@ -1,0 +1,209 @@
+// Package rest serves bookhub's REST API: book CRUD under /api/v1, plus the
+// /healthz and /readyz probes.
+//
+// Every request passes one explicit pipeline, in this order:
+//
+//	request id -> access log -> [error renderer] -> panic recovery ->
+//	body size limit -> auth (per route group) -> validation (id, media type)
+//	-> handler
+//
+// Handlers never write error responses themselves: they return an error, and
+// the single error renderer (renderErrors, which wraps recovery so a
+// recovered panic takes the same path) turns it into RFC 9457
+// application/problem+json. Internal details are logged, never sent.
+//
+// After every committed write the package publishes exactly one
+// events.Event carrying the same book JSON the client received.
+package rest
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/bookhub/bookhub/auth"
+	"github.com/bookhub/bookhub/events"
+	"github.com/bookhub/bookhub/store"
+)
+
+// BookStore is what the API needs from the book store. *store.Store
+// satisfies it; tests may substitute their own to inject faults.
+type BookStore interface {
+	// Create inserts b and returns it with id, version and timestamps set.
+	// It returns store.ErrConflict when the ISBN is taken.
+	Create(ctx context.Context, b store.Book) (store.Book, error)
+	// Get returns one book or store.ErrNotFound.
+	Get(ctx context.Context, id int64) (store.Book, error)
+	// Update applies apply to the current book in one transaction and bumps
+	// its version. ifVersion 0 means any version; otherwise a different
+	// current version yields store.ErrStale.
+	Update(ctx context.Context, id int64, ifVersion int64, apply func(*store.Book) error) (store.Book, error)
+	// Delete removes a book (ifVersion as for Update) and returns it as it
+	// was.
+	Delete(ctx context.Context, id int64, ifVersion int64) (store.Book, error)
+	// List returns one page; a bad cursor or sort yields
+	// store.ErrInvalidQuery.
+	List(ctx context.Context, opts store.ListOptions) (store.Page, error)
+	// Ping reports whether the database answers; /readyz uses it.
+	Ping(ctx context.Context) error
+}
+
+// Verifier checks bearer tokens. *auth.Tokens satisfies it.
+type Verifier interface {
+	Verify(token string) (auth.Identity, error)
+}
+
+var _ Verifier = (*auth.Tokens)(nil)
+
+// Check is one dependency probed by /readyz. Ping must honour its context:
+// /readyz gives all checks together readyTimeout.
+type Check struct {
+	// Name labels the check in the /readyz response and in logs.
+	Name string
+	Ping func(context.Context) error
+}
+
+// Options configure the handler returned by New.
+type Options struct {
+	// Books, Events and Tokens are required.
+	Books  BookStore
+	Events events.Publisher
+	Tokens Verifier
+	// Instance names this process; it becomes Origin of published events.
+	Instance string
+	// Logger receives the access log and error reports; nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// MaxBodyBytes caps request bodies; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// PublishTimeout bounds each event publication after a commit; 0 means
+	// DefaultPublishTimeout.
+	PublishTimeout time.Duration
+	// Checks are probed by /readyz in addition to the book store, which is
+	// always checked under the name "database".
+	Checks []Check
+	// Observe, when set, is called once per request after the response is
+	// written, with the route pattern ("unmatched" for unknown routes), so
+	// that metrics have bounded cardinality.
+	Observe func(method, route string, status int, d time.Duration)
+}
+
+// Defaults for zero Options fields.
+const (
+	DefaultMaxBodyBytes   int64 = 1 << 20
+	DefaultPublishTimeout       = 2 * time.Second
+)
+
+// readyTimeout bounds one /readyz call: probes are for load balancers, which
+// give up after a few seconds anyway.
+const readyTimeout = 2 * time.Second
+
+// api holds the dependencies the handlers share. It is immutable after New,
+// so handlers run concurrently without locks.
+type api struct {
+	books          BookStore
+	events         events.Publisher
+	tokens         Verifier
+	instance       string
+	log            *slog.Logger
+	maxBody        int64
+	publishTimeout time.Duration
+	checks         []Check
+	observe        func(method, route string, status int, d time.Duration)
+}
+
+// New returns the HTTP handler of the REST API and the health probes.
+//
+// It puts gin into release mode. gin's mode is process-wide, but release mode
+// only silences gin's own debug output, which bookhub never wants.
+func New(opts Options) (http.Handler, error) {
+	switch {
+	case opts.Books == nil:
+		return nil, errors.New("rest: Options.Books is required")
+	case opts.Events == nil:
+		return nil, errors.New("rest: Options.Events is required")
+	case opts.Tokens == nil:
+		return nil, errors.New("rest: Options.Tokens is required")
+	case opts.MaxBodyBytes < 0:
+		return nil, errors.New("rest: Options.MaxBodyBytes must not be negative")
+	case opts.PublishTimeout < 0:
+		return nil, errors.New("rest: Options.PublishTimeout must not be negative")
+	}
+	for _, ch := range opts.Checks {
+		if ch.Name == "" || ch.Ping == nil {
+			return nil, errors.New("rest: every Options.Checks entry needs a Name and a Ping")
+		}
+	}
+	a := &api{
+		books:          opts.Books,
+		events:         opts.Events,
+		tokens:         opts.Tokens,
+		instance:       opts.Instance,
+		log:            opts.Logger,
+		maxBody:        opts.MaxBodyBytes,
+		publishTimeout: opts.PublishTimeout,
+		checks:         append([]Check{{Name: "database", Ping: opts.Books.Ping}}, opts.Checks...),
+		observe:        opts.Observe,
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.maxBody == 0 {
+		a.maxBody = DefaultMaxBodyBytes
+	}
+	if a.publishTimeout == 0 {
+		a.publishTimeout = DefaultPublishTimeout
+	}
+	return a.routes(), nil
+}
+
+// routes builds the gin engine. gin.New, not gin.Default: bookhub installs
+// its own logger and recovery so both speak slog and problem+json.
+func (a *api) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	// A redirect would turn a POST to /books/ into a confusing 307; an API
+	// answers 404 instead.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleMethodNotAllowed = true
+
+	r.Use(a.requestID, a.accessLog, a.renderErrors, a.recovery, a.limitBody)
+	r.NoRoute(handle(func(*gin.Context) error {
+		return newError(kindNotFound, "no such route")
+	}))
+	r.NoMethod(handle(func(c *gin.Context) error {
+		return newErrorf(kindMethodNotAllowed, "%s is not allowed here; see the Allow header", c.Request.Method)
+	}))
+
+	r.GET("/healthz", a.healthz)
+	r.GET("/readyz", a.readyz)
+
+	v1 := r.Group("/api/v1")
+	v1.GET("/books", handle(a.listBooks))
+	v1.GET("/books/:id", a.bookID, handle(a.getBook))
+
+	editor := v1.Group("", a.requireRole(auth.RoleEditor))
+	editor.POST("/books", requireJSON(false), handle(a.createBook))
+	editor.PUT("/books/:id", a.bookID, requireJSON(false), handle(a.replaceBook))
+	editor.PATCH("/books/:id", a.bookID, requireJSON(true), handle(a.patchBook))
+
+	admin := v1.Group("", a.requireRole(auth.RoleAdmin))
+	admin.DELETE("/books/:id", a.bookID, handle(a.deleteBook))
+	return r
+}
+
+// handle adapts a handler that returns its error to gin: the error goes to
+// the context for renderErrors, and the chain stops.
+func handle(h func(*gin.Context) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := h(c); err != nil {
+			_ = c.Error(err)
+			c.Abort()
+		}
+	}
+}
