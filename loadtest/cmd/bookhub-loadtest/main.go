@@ -1,0 +1,180 @@
+// Command bookhub-loadtest opens many WebSocket subscribers against one or
+// more bookhub instances, drives REST writes at them and checks that every
+// write reaches every subscriber exactly once, reporting latency and
+// throughput. It exits 1 when the run is not clean (so CI can fail on it)
+// and 2 on bad usage.
+//
+//	bookhub-loadtest -targets http://127.0.0.1:8080,http://127.0.0.1:8081 \
+//	    -subscribers 5000 -writes 2000 -rate 200 \
+//	    -source-addrs 127.0.0.1-127.0.0.8 -html report.html -json report.json
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/bookhub/bookhub/loadtest"
+)
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // the run finished but was not clean
+	exitUsage   = 2 // bad flags or configuration
+	exitAborted = 3 // interrupted or timed out
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// options is the parsed command line.
+type options struct {
+	cfg                         loadtest.Config
+	jsonPath, htmlPath, svgPath string
+	timeout                     time.Duration
+	allowMissing                bool
+}
+
+// parseFlags parses args; getenv supplies BOOKHUB_JWT_SECRET when
+// -jwt-secret is not given, so the secret need not appear in ps output.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("bookhub-loadtest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	targets := fs.String("targets", "http://127.0.0.1:8080", "comma-separated base URLs of the bookhub instances")
+	fs.StringVar(&o.cfg.SubscriberToken, "token", "", "JWT for the subscribers (and the writer, unless -writer-token)")
+	fs.StringVar(&o.cfg.WriterToken, "writer-token", "", "JWT for the REST writes; needs role admin for the deletes")
+	fs.StringVar(&o.cfg.JWTSecret, "jwt-secret", "", "secret to mint tokens with when none are given (default $BOOKHUB_JWT_SECRET)")
+	fs.IntVar(&o.cfg.Subscribers, "subscribers", loadtest.DefaultSubscribers, "WebSocket subscribers to open")
+	fs.IntVar(&o.cfg.Writes, "writes", loadtest.DefaultWrites, "REST writes to make")
+	fs.Float64Var(&o.cfg.Rate, "rate", 0, "writes per second; 0 = as fast as -write-concurrency allows")
+	fs.IntVar(&o.cfg.WriteConcurrency, "write-concurrency", loadtest.DefaultWriteConcurrency, "writes in flight at once")
+	srcs := fs.String("source-addrs", "", "local IPs to dial from: a comma list and/or ranges like 127.0.0.1-127.0.0.16")
+	fs.IntVar(&o.cfg.ConnectConcurrency, "connect-concurrency", loadtest.DefaultConnectConcurrency, "WebSocket handshakes in flight at once")
+	fs.DurationVar(&o.cfg.DrainTimeout, "drain", loadtest.DefaultDrainTimeout, "how long to wait for deliveries after the last write")
+	fs.StringVar(&o.jsonPath, "json", "", "write the JSON report to `FILE`")
+	fs.StringVar(&o.htmlPath, "html", "", "write the HTML report to `FILE`")
+	fs.StringVar(&o.svgPath, "svg", "", "write the charts as a standalone SVG to `FILE`")
+	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "overall time limit; 0 = none")
+	fs.BoolVar(&o.allowMissing, "allow-missing", false, "exit 0 even when deliveries are missing or duplicated")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	for t := range strings.SplitSeq(*targets, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			o.cfg.Targets = append(o.cfg.Targets, t)
+		}
+	}
+	addrs, err := loadtest.ParseAddrList(*srcs)
+	if err != nil {
+		return o, fmt.Errorf("-source-addrs: %w", err)
+	}
+	o.cfg.SourceAddrs = addrs
+	if o.cfg.JWTSecret == "" {
+		o.cfg.JWTSecret = getenv("BOOKHUB_JWT_SECRET")
+	}
+	if o.cfg.WriterToken == "" {
+		o.cfg.WriterToken = o.cfg.SubscriberToken
+	}
+	if o.timeout < 0 {
+		return o, fmt.Errorf("-timeout %s is negative", o.timeout)
+	}
+	return o, nil
+}
+
+// run is main without the process: it returns the exit status.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "bookhub-loadtest:", err)
+		return exitUsage
+	}
+	need := uint64(o.cfg.Subscribers + o.cfg.WriteConcurrency + 64)
+	if limit, err := raiseFileLimit(); err != nil {
+		fmt.Fprintln(stderr, "bookhub-loadtest: raise open-file limit:", err)
+	} else if limit > 0 && limit < need {
+		fmt.Fprintf(stderr, "bookhub-loadtest: open-file limit is %d but %d subscribers need about %d; connections will fail (raise the hard limit, e.g. ulimit -Hn)\n",
+			limit, o.cfg.Subscribers, need)
+	}
+	if o.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+	}
+	o.cfg.Progress = stderr
+	report, runErr := loadtest.Run(ctx, o.cfg)
+	if report == nil {
+		fmt.Fprintln(stderr, "bookhub-loadtest:", runErr)
+		return exitUsage
+	}
+	code := exitOK
+	if err := writeOutputs(report, o, stdout); err != nil {
+		fmt.Fprintln(stderr, "bookhub-loadtest:", err)
+		code = exitFailed
+	}
+	if runErr != nil {
+		fmt.Fprintln(stderr, "bookhub-loadtest:", runErr)
+		return exitAborted
+	}
+	for _, p := range report.Problems() {
+		if o.allowMissing && (p.Kind == "missing" || p.Kind == "duplicates") {
+			continue
+		}
+		code = exitFailed
+	}
+	return code
+}
+
+// writeOutputs prints the summary and writes the requested report files.
+func writeOutputs(r *loadtest.Report, o options, stdout io.Writer) error {
+	if err := r.WriteSummary(stdout); err != nil {
+		return err
+	}
+	files := []struct {
+		path  string
+		write func(io.Writer) error
+	}{{o.jsonPath, r.WriteJSON}, {o.htmlPath, r.WriteHTML}, {o.svgPath, r.WriteSVG}}
+	for _, f := range files {
+		if f.path == "" {
+			continue
+		}
+		if err := writeFile(f.path, f.write); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeFile(path string, write func(io.Writer) error) (err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("create report: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close %s: %w", path, cerr)
+		}
+	}()
+	if err := write(f); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const secret = "0123456789abcdef0123456789abcdef-cli"
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestParseFlags(t *testing.T) {
+	t.Run("Defaults", func(t *testing.T) {
+		o, err := parseFlags(nil, env(nil), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(o.cfg.Targets, ",") != "http://127.0.0.1:8080" || o.cfg.Subscribers != 100 || o.cfg.Writes != 100 ||
+			o.cfg.DrainTimeout != 10*time.Second || o.timeout != 15*time.Minute || o.allowMissing || o.cfg.SourceAddrs != nil {
+			t.Errorf("defaults = %+v", o)
+		}
+	})
+	t.Run("AllFlags", func(t *testing.T) {
+		o, err := parseFlags([]string{
+			"-targets", "http://a:1, http://b:2", "-token", "sub-tok", "-writer-token", "w-tok",
+			"-subscribers", "5000", "-writes", "200", "-rate", "50.5", "-write-concurrency", "3",
+			"-source-addrs", "127.0.0.1-127.0.0.3,127.0.0.9", "-connect-concurrency", "16", "-drain", "3s",
+			"-json", "r.json", "-html", "r.html", "-svg", "r.svg", "-timeout", "1m", "-allow-missing",
+		}, env(nil), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := o.cfg
+		if strings.Join(c.Targets, " ") != "http://a:1 http://b:2" || c.SubscriberToken != "sub-tok" || c.WriterToken != "w-tok" ||
+			c.Subscribers != 5000 || c.Writes != 200 || c.Rate != 50.5 || c.WriteConcurrency != 3 || c.ConnectConcurrency != 16 ||
+			c.DrainTimeout != 3*time.Second || o.jsonPath != "r.json" || o.htmlPath != "r.html" || o.svgPath != "r.svg" ||
+			o.timeout != time.Minute || !o.allowMissing {
+			t.Errorf("parsed %+v", o)
+		}
+		if got := strings.Join(c.SourceAddrs, ","); got != "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.9" {
+			t.Errorf("source addrs = %s", got)
+		}
+	})
+	t.Run("SecretFromEnvironment", func(t *testing.T) {
+		o, err := parseFlags(nil, env(map[string]string{"BOOKHUB_JWT_SECRET": secret}), io.Discard)
+		if err != nil || o.cfg.JWTSecret != secret {
+			t.Fatalf("secret = %q, %v; want it from BOOKHUB_JWT_SECRET", o.cfg.JWTSecret, err)
+		}
+	})
+	t.Run("FlagSecretWinsOverEnvironment", func(t *testing.T) {
+		o, err := parseFlags([]string{"-jwt-secret", "flag-secret"}, env(map[string]string{"BOOKHUB_JWT_SECRET": secret}), io.Discard)
+		if err != nil || o.cfg.JWTSecret != "flag-secret" {
+			t.Fatalf("secret = %q, %v; want the flag's", o.cfg.JWTSecret, err)
+		}
+	})
+	t.Run("WriterTokenDefaultsToToken", func(t *testing.T) {
+		o, err := parseFlags([]string{"-token", "admin-tok"}, env(nil), io.Discard)
+		if err != nil || o.cfg.WriterToken != "admin-tok" {
+			t.Fatalf("writer token = %q, %v", o.cfg.WriterToken, err)
+		}
+	})
+	refusals := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"BadRange", []string{"-source-addrs", "127.0.0.9-127.0.0.1"}, "downwards"},
+		{"BadAddress", []string{"-source-addrs", "127.0.0.x"}, "-source-addrs"},
+		{"NotANumber", []string{"-subscribers", "many"}, "invalid value"},
+		{"UnknownFlag", []string{"-bogus"}, "not defined"},
+		{"PositionalArgument", []string{"extra"}, "unexpected arguments"},
+		{"NegativeTimeout", []string{"-timeout", "-1s"}, "negative"},
+	}
+	for _, tt := range refusals {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseFlags(tt.args, env(nil), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("parseFlags(%q) error = %v, want one containing %q", tt.args, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunExitStatus(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	t.Run("UsageErrorIs2", func(t *testing.T) {
+		var stderr bytes.Buffer
+		if code := run(ctx, []string{"-subscribers", "-3"}, env(nil), io.Discard, &stderr); code != exitUsage {
+			t.Fatalf("exit = %d, want %d; stderr %s", code, exitUsage, stderr.String())
+		}
+	})
+	t.Run("NoSecretIs2", func(t *testing.T) {
+		if code := run(ctx, nil, env(nil), io.Discard, io.Discard); code != exitUsage {
+			t.Fatalf("exit = %d, want %d", code, exitUsage)
+		}
+	})
+	t.Run("UnreachableTargetIs1AndWritesReports", func(t *testing.T) {
+		dir := t.TempDir()
+		jsonPath, htmlPath, svgPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.html"), filepath.Join(dir, "r.svg")
+		var stdout, stderr bytes.Buffer
+		// Port 1 on loopback refuses connections at once.
+		code := run(ctx, []string{"-targets", "http://127.0.0.1:1", "-subscribers", "3", "-writes", "2",
+			"-drain", "100ms", "-json", jsonPath, "-html", htmlPath, "-svg", svgPath, "-allow-missing"},
+			env(map[string]string{"BOOKHUB_JWT_SECRET": secret}), &stdout, &stderr)
+		if code != exitFailed {
+			t.Fatalf("exit = %d, want %d (failed connections are not relaxed by -allow-missing)\n%s", code, exitFailed, stdout.String())
+		}
+		if !strings.Contains(stdout.String(), "failed 3") {
+			t.Errorf("summary lacks the 3 failed connections:\n%s", stdout.String())
+		}
+		if !strings.Contains(stderr.String(), "connected 0/3") {
+			t.Errorf("no live progress on stderr: %q", stderr.String())
+		}
+		data, err := os.ReadFile(jsonPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep struct {
+			Connections struct{ Failed int } `json:"connections"`
+		}
+		if err := json.Unmarshal(data, &rep); err != nil || rep.Connections.Failed != 3 {
+			t.Errorf("JSON report = %s, %v; want 3 failed connections", data, err)
+		}
+		for _, p := range []string{htmlPath, svgPath} {
+			if fi, err := os.Stat(p); err != nil || fi.Size() == 0 {
+				t.Errorf("report %s not written: %v", p, err)
+			}
+		}
+	})
+}
