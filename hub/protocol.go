@@ -83,7 +83,7 @@ func parseClientMessage(data []byte) (clientMessage, *reply) {
 	if bytes.Equal(m.ID, []byte("null")) {
 		m.ID = nil
 	}
-	if len(m.ID) > 0 && !(m.ID[0] == '"' || m.ID[0] == '-' || (m.ID[0] >= '0' && m.ID[0] <= '9')) {
+	if len(m.ID) > 0 && m.ID[0] != '"' && m.ID[0] != '-' && (m.ID[0] < '0' || m.ID[0] > '9') {
 		r := errorReply(nil, codeBadJSON)
 		r.Message = "id must be a string or a number"
 		return m, &r

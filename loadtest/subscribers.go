@@ -150,19 +150,19 @@ func dialSubscribed(ctx context.Context, client *http.Client, target, token stri
 	for {
 		_, data, err := conn.Read(ctx)
 		if err != nil {
-			conn.CloseNow()
+			_ = conn.CloseNow()
 			return nil, fmt.Errorf("wait for subscribed: %w", err)
 		}
 		var f frame
 		if err := json.Unmarshal(data, &f); err != nil {
-			conn.CloseNow()
+			_ = conn.CloseNow()
 			return nil, fmt.Errorf("wait for subscribed: %w", err)
 		}
 		switch {
 		case f.Type == "subscribed" && f.Channel == "books":
 			return conn, nil
 		case f.Type == "error":
-			conn.CloseNow()
+			_ = conn.CloseNow()
 			return nil, fmt.Errorf("wait for subscribed: server error %s: %s", f.Code, f.Message)
 		}
 	}
@@ -179,7 +179,7 @@ func (p *pool) read(ctx context.Context, s *subscriber) {
 				p.dropped.Add(1)
 				p.t.errs.addErr("subscriber dropped", err)
 			}
-			s.conn.CloseNow()
+			_ = s.conn.CloseNow()
 			return
 		}
 		p.t.handle(s.idx, &s.st, data, p.t.now())
@@ -206,7 +206,7 @@ func (p *pool) closeAll() {
 			defer func() { <-sem }()
 			err := s.conn.Close(websocket.StatusNormalClosure, "load test finished")
 			if err != nil && !errors.Is(err, net.ErrClosed) {
-				s.conn.CloseNow()
+				_ = s.conn.CloseNow()
 			}
 		}()
 	}

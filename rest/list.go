@@ -16,7 +16,7 @@ import (
 )
 
 // listParams are the query parameters GET /api/v1/books understands. Any
-// other parameter is refused, so a typo ("autor=") does not silently return
+// other parameter is refused, so a typo ("titel=") does not silently return
 // the unfiltered list.
 var listParams = []string{"limit", "cursor", "author", "q", "min_price", "max_price", "sort"}
 

@@ -124,7 +124,7 @@ func (a *api) recovery(c *gin.Context) {
 		if v == nil {
 			return
 		}
-		if v == http.ErrAbortHandler {
+		if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 			panic(v)
 		}
 		a.log.LogAttrs(c.Request.Context(), slog.LevelError, "panic serving request",

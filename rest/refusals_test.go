@@ -183,7 +183,7 @@ func TestRefusals(t *testing.T) {
 		{name: "MinAboveMax", method: "GET", path: "/api/v1/books?min_price=5&max_price=4.99", wantStatus: 400, wantType: "invalid-parameter", wantField: "min_price"},
 		{name: "UnknownSort", method: "GET", path: "/api/v1/books?sort=isbn", wantStatus: 400, wantType: "invalid-parameter", wantField: "sort"},
 		{name: "BadCursor", method: "GET", path: "/api/v1/books?cursor=garbage", wantStatus: 400, wantType: "invalid-parameter", wantField: "cursor"},
-		{name: "UnknownParameter", method: "GET", path: "/api/v1/books?autor=A", wantStatus: 400, wantType: "invalid-parameter", wantField: "autor"},
+		{name: "UnknownParameter", method: "GET", path: "/api/v1/books?titel=A", wantStatus: 400, wantType: "invalid-parameter", wantField: "titel"},
 		{name: "MalformedQuery", method: "GET", path: "/api/v1/books?limit=%zz", wantStatus: 400, wantType: "invalid-parameter"},
 	}
 	for name, tok := range bad {

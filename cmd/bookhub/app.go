@@ -152,14 +152,15 @@ func (a *App) authenticateSocket(r *http.Request) (hub.Identity, error) {
 }
 
 // Listen binds the HTTP (and metrics) listeners, so Addr is known before Run.
-func (a *App) Listen() error {
-	ln, err := net.Listen("tcp", a.cfg.Addr)
+func (a *App) Listen(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", a.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("%s: %w", config.EnvAddr, err)
 	}
 	a.ln = ln
 	if a.metricsServer != nil {
-		if a.metricsLn, err = net.Listen("tcp", a.cfg.MetricsAddr); err != nil {
+		if a.metricsLn, err = lc.Listen(ctx, "tcp", a.cfg.MetricsAddr); err != nil {
 			return fmt.Errorf("%s: %w", config.EnvMetricsAddr, err)
 		}
 	}
@@ -182,7 +183,7 @@ func (a *App) MetricsAddr() string {
 // hubShutdownTimeout, finish in-flight requests.
 func (a *App) Run(ctx context.Context) error {
 	if a.ln == nil {
-		if err := a.Listen(); err != nil {
+		if err := a.Listen(ctx); err != nil {
 			return err
 		}
 	}

@@ -84,7 +84,7 @@ func TestShutdownClosesSocketsGoingAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(app.Close)
-	if err := app.Listen(); err != nil {
+	if err := app.Listen(ctx); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)

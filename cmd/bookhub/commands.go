@@ -26,7 +26,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer app.Close()
-	if err := app.Listen(); err != nil {
+	if err := app.Listen(ctx); err != nil {
 		return err
 	}
 	printBanner(stdout, cfg, app.Addr())

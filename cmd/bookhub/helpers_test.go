@@ -47,7 +47,7 @@ func startApp(t *testing.T, instance string, env map[string]string) *App {
 		cancel()
 		t.Fatalf("start %s: %v", instance, err)
 	}
-	if err := app.Listen(); err != nil {
+	if err := app.Listen(ctx); err != nil {
 		cancel()
 		app.Close()
 		t.Fatal(err)

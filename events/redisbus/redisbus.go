@@ -177,14 +177,14 @@ func parseURL(raw string) (*redis.Options, error) {
 		if errors.As(err, &eerr) {
 			err = errors.New("invalid percent-encoding") // the escape may be part of the password
 		}
-		return nil, fmt.Errorf("redisbus: invalid URL %q: %v", redactURL(raw), err)
+		return nil, fmt.Errorf("redisbus: invalid URL %q: %w", redactURL(raw), err)
 	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
 		return nil, fmt.Errorf("redisbus: invalid URL %q: scheme must be redis or rediss", redactURL(raw))
 	}
 	ropts, err := redis.ParseURL(raw)
 	if err != nil {
-		return nil, fmt.Errorf("redisbus: invalid URL %q: %v", redactURL(raw), err)
+		return nil, fmt.Errorf("redisbus: invalid URL %q: %w", redactURL(raw), err)
 	}
 	return ropts, nil
 }

@@ -100,7 +100,10 @@ func Redis(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("%s: %v", EnvRedis, err)
 	}
-	conn, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		Unavailable(t, "Redis at %s unreachable (%v): start it or unset %s", addr, err, EnvRedis)
 	}

@@ -16,12 +16,12 @@ func raiseFileLimit() (uint64, error) {
 		return 0, fmt.Errorf("getrlimit: %w", err)
 	}
 	if lim.Cur >= lim.Max {
-		return uint64(lim.Cur), nil
+		return uint64(lim.Cur), nil //nolint:unconvert // int64 on some BSDs
 	}
 	want := lim
 	want.Cur = want.Max
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
-		return uint64(lim.Cur), fmt.Errorf("setrlimit to %d: %w", want.Max, err)
+		return uint64(lim.Cur), fmt.Errorf("setrlimit to %d: %w", want.Max, err) //nolint:unconvert // int64 on some BSDs
 	}
-	return uint64(want.Cur), nil
+	return uint64(want.Cur), nil //nolint:unconvert // int64 on some BSDs
 }

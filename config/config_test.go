@@ -1,0 +1,101 @@
+package config_test
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/bookhub/bookhub/config"
+)
+
+const goodSecret = "0123456789abcdef0123456789abcdef"
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := config.Load(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != ":8080" || !c.Embedded() || c.RedisPrefix != "bookhub:" || c.DataDir != "data" || c.LogLevel != slog.LevelInfo || c.Instance == "" {
+		t.Fatalf("defaults = %+v", c)
+	}
+}
+
+func TestFlagsOverrideEnv(t *testing.T) {
+	c, err := config.Load([]string{"--addr", "127.0.0.1:9000", "--instance", "b"}, env(map[string]string{
+		config.EnvAddr: ":7000", config.EnvInstance: "a",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:9000" || c.Instance != "b" {
+		t.Fatalf("got addr %q instance %q", c.Addr, c.Instance)
+	}
+}
+
+func TestScaledMode(t *testing.T) {
+	for _, db := range []string{"mysql://bookhub:pw@db:3306/bookhub", "bookhub:pw@tcp(db:3306)/bookhub?parseTime=true"} {
+		c, err := config.Load(nil, env(map[string]string{
+			config.EnvDatabaseURL: db, config.EnvRedisURL: "redis://cache:6379/0", config.EnvJWTSecret: goodSecret,
+			config.EnvRedisSharded: "true",
+		}), io.Discard)
+		if err != nil {
+			t.Fatalf("%s: %v", db, err)
+		}
+		if c.Embedded() || !c.RedisSharded {
+			t.Fatalf("config = %+v", c)
+		}
+	}
+}
+
+// TestErrorsNameTheSetting: every refusal says which setting is wrong, and
+// never prints a secret.
+func TestErrorsNameTheSetting(t *testing.T) {
+	cases := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"BadAddr", map[string]string{config.EnvAddr: "8080"}, nil, config.EnvAddr},
+		{"BadMetricsAddr", map[string]string{config.EnvMetricsAddr: "nope"}, nil, config.EnvMetricsAddr},
+		{"MySQLWithoutSecret", map[string]string{config.EnvDatabaseURL: "mysql://root:hunter2@db:3306/x"}, nil, config.EnvJWTSecret},
+		{"PostgresURL", map[string]string{config.EnvDatabaseURL: "postgres://root:hunter2@db/x", config.EnvJWTSecret: goodSecret}, nil, config.EnvDatabaseURL},
+		{"SQLiteAsDatabaseURL", map[string]string{config.EnvDatabaseURL: "sqlite://x.db", config.EnvJWTSecret: goodSecret}, nil, config.EnvDatabaseURL},
+		{"BadRedis", map[string]string{config.EnvRedisURL: "http://hunter2@cache"}, nil, config.EnvRedisURL},
+		{"ShortSecret", map[string]string{config.EnvJWTSecret: "hunter2"}, nil, config.EnvJWTSecret},
+		{"BadLevel", map[string]string{config.EnvLogLevel: "loud"}, nil, config.EnvLogLevel},
+		{"BadFormat", map[string]string{config.EnvLogFormat: "xml"}, nil, config.EnvLogFormat},
+		{"BadSharded", map[string]string{config.EnvRedisSharded: "maybe"}, nil, config.EnvRedisSharded},
+		{"UnknownFlag", nil, []string{"--nope"}, "nope"},
+		{"ExtraArgs", nil, []string{"extra"}, "unexpected"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Load(tc.args, env(tc.env), io.Discard)
+			if err == nil {
+				t.Fatal("Load succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not name %s", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q leaks a secret", err)
+			}
+		})
+	}
+}
+
+func TestSecretIsRedacted(t *testing.T) {
+	s := config.Secret("hunter2")
+	var b strings.Builder
+	slog.New(slog.NewTextHandler(&b, nil)).Info("cfg", "secret", s)
+	if out := b.String() + fmt.Sprint(s) + fmt.Sprintf("%v %+v", s, struct{ S config.Secret }{s}); strings.Contains(out, "hunter2") {
+		t.Fatalf("secret printed: %s", out)
+	}
+}
