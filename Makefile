@@ -61,16 +61,24 @@ tools: $(GOLANGCI)
 k6-check:
 	cd loadtest/k6 && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check
 
-## up / down: the three-replica cluster behind nginx (needs Docker)
+K6_SCRIPT    ?= ws_fanout.js
+K6_TOKEN_TTL ?= 2h
+
+## up / down: 3 replicas behind nginx (:8080) + MySQL, Redis, Prometheus (:9091), Grafana (:3000); needs Docker
 up:
 	docker compose up -d --build --wait
 
 down:
-	docker compose down
+	docker compose down --remove-orphans
 
-## loadtest: k6 WebSocket fan-out through the compose load balancer (needs Docker)
+## loadtest: K6_SCRIPT (ws_fanout.js | rest_crud.js | scaling.js) through the compose load balancer;
+## tokens are minted inside bookhub-1, which holds the cluster's JWT secret
 loadtest:
-	docker compose --profile loadtest run --rm k6 run /scripts/ws_fanout.js
+	@mint() { docker compose exec -T bookhub-1 /bookhub token --sub "$$1" --role "$$2" --ttl $(K6_TOKEN_TTL); }; \
+	BOOKHUB_TOKEN=$$(mint k6 viewer) && BOOKHUB_WRITER_TOKEN=$$(mint k6-writer editor) && \
+	BOOKHUB_ADMIN_TOKEN=$$(mint k6-admin admin) && \
+	export BOOKHUB_TOKEN BOOKHUB_WRITER_TOKEN BOOKHUB_ADMIN_TOKEN && \
+	docker compose --profile loadtest run --rm k6 run /scripts/$(K6_SCRIPT)
 
 ## loadtest-local: the Go load generator against BOOKHUB_TARGETS (default: one local instance)
 BOOKHUB_TARGETS ?= http://127.0.0.1:8080
