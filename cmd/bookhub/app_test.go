@@ -204,3 +204,37 @@ func TestJWTSecretRequiredWithDatabase(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestMetricsOnTheirOwnListener: /metrics is served on BOOKHUB_METRICS_ADDR
+// only (not on the public port) and counts a write's whole path.
+func TestMetricsOnTheirOwnListener(t *testing.T) {
+	app := startApp(t, "metered", map[string]string{config.EnvMetricsAddr: "127.0.0.1:0"})
+	base := "http://" + app.Addr()
+	c := dialWS(t, base, issue(t, auth.RoleViewer), "books")
+	do(t, "POST", base+"/api/v1/books", issue(t, auth.RoleEditor), map[string]any{"title": "T", "author": "A"}, nil)
+	expectEvent(t, c, "books", "book.created", 1)
+
+	if resp := do(t, "GET", base+"/metrics", "", nil, nil); resp.StatusCode == http.StatusOK {
+		t.Fatal("/metrics is exposed on the public listener")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+app.MetricsAddr()+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`bookhub_ws_connections{instance_name="metered"} 1`,
+		`bookhub_events_published_total{instance_name="metered"} 1`,
+		`bookhub_events_received_total{instance_name="metered"} 1`,
+		`bookhub_ws_subscriptions{instance_name="metered",kind="all"} 1`,
+		`bookhub_http_request_duration_seconds_count{instance_name="metered",method="POST",route="/api/v1/books",status="201"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
