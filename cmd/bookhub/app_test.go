@@ -238,3 +238,17 @@ func TestMetricsOnTheirOwnListener(t *testing.T) {
 		}
 	}
 }
+
+func TestBannerShowsAURLYouCanOpen(t *testing.T) {
+	for addr, want := range map[string]string{
+		"[::]:8080":      "http://localhost:8080",
+		"0.0.0.0:8080":   "http://localhost:8080",
+		"127.0.0.1:9000": "http://127.0.0.1:9000",
+	} {
+		var b bytes.Buffer
+		printBanner(&b, config.Config{DataDir: "data"}, addr)
+		if !strings.Contains(b.String(), "listening on "+want+" ") || !strings.Contains(b.String(), "token --sub") {
+			t.Errorf("banner for %s:\n%s", addr, b.String())
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"time"
@@ -123,6 +124,12 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 }
 
 func printBanner(w io.Writer, cfg config.Config, addr string) {
+	// A wildcard listen address is not something to paste into a browser.
+	if host, port, err := net.SplitHostPort(addr); err == nil {
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			addr = net.JoinHostPort("localhost", port)
+		}
+	}
 	url := "http://" + addr
 	fmt.Fprintf(w, "bookhub %s listening on %s (REST %s/api/v1/books, WebSocket ws://%s/ws)\n", version, url, url, addr)
 	if cfg.Embedded() {
