@@ -25,6 +25,7 @@ const (
 	EnvRedisURL     = "BOOKHUB_REDIS_URL"
 	EnvRedisPrefix  = "BOOKHUB_REDIS_PREFIX"
 	EnvRedisSharded = "BOOKHUB_REDIS_SHARDED"
+	EnvRedisCluster = "BOOKHUB_REDIS_CLUSTER"
 	EnvJWTSecret    = "BOOKHUB_JWT_SECRET"
 	EnvInstance     = "BOOKHUB_INSTANCE"
 	EnvMetricsAddr  = "BOOKHUB_METRICS_ADDR"
@@ -37,7 +38,7 @@ const (
 // EnvNames lists every environment variable bookhub reads, so deployment
 // files can be checked against it.
 func EnvNames() []string {
-	return []string{EnvAddr, EnvDatabaseURL, EnvRedisURL, EnvRedisPrefix, EnvRedisSharded,
+	return []string{EnvAddr, EnvDatabaseURL, EnvRedisURL, EnvRedisPrefix, EnvRedisSharded, EnvRedisCluster,
 		EnvJWTSecret, EnvInstance, EnvMetricsAddr, EnvDataDir, EnvLogLevel, EnvLogFormat, EnvOrigins}
 }
 
@@ -67,6 +68,9 @@ type Config struct {
 	RedisPrefix string
 	// RedisSharded uses sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis 7+).
 	RedisSharded bool
+	// RedisCluster treats RedisURL as the seed nodes of a Redis Cluster
+	// (redis://host1:6379?addr=host2:6379); it implies RedisSharded.
+	RedisCluster bool
 	// JWTSecret signs and verifies tokens. Empty is allowed only in embedded
 	// mode, where the binary generates one and keeps it in DataDir.
 	JWTSecret Secret
@@ -107,6 +111,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	}
 	level := envOr(getenv, EnvLogLevel, "info")
 	sharded := getenv(EnvRedisSharded)
+	cluster := getenv(EnvRedisCluster)
 	origins := getenv(EnvOrigins)
 
 	fs := flag.NewFlagSet("bookhub serve", flag.ContinueOnError)
@@ -116,6 +121,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.Func("redis-url", "Redis URL; unset = in-process bus ($"+EnvRedisURL+")", func(s string) error { c.RedisURL = Secret(s); return nil })
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "prefix of Redis keys and channels ($"+EnvRedisPrefix+")")
 	fs.StringVar(&sharded, "redis-sharded", sharded, "use Redis 7 sharded pub/sub: true|false ($"+EnvRedisSharded+")")
+	fs.StringVar(&cluster, "redis-cluster", cluster, "BOOKHUB_REDIS_URL names Redis Cluster seed nodes: true|false ($"+EnvRedisCluster+")")
 	fs.StringVar(&c.Instance, "instance", c.Instance, "instance name ($"+EnvInstance+")")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "Prometheus listen address; empty = off ($"+EnvMetricsAddr+")")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "folder of the embedded database and generated secret ($"+EnvDataDir+")")
@@ -134,12 +140,15 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		errs = append(errs, fmt.Errorf("%s: %q is not debug, info, warn or error", EnvLogLevel, level))
 	}
-	switch sharded {
-	case "", "0", "false":
-	case "1", "true":
+	var err error
+	if c.RedisSharded, err = parseBool(EnvRedisSharded, sharded); err != nil {
+		errs = append(errs, err)
+	}
+	if c.RedisCluster, err = parseBool(EnvRedisCluster, cluster); err != nil {
+		errs = append(errs, err)
+	}
+	if c.RedisCluster {
 		c.RedisSharded = true
-	default:
-		errs = append(errs, fmt.Errorf("%s: %q is not true or false", EnvRedisSharded, sharded))
 	}
 	for _, o := range strings.Split(origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -192,6 +201,16 @@ func (c Config) validate() []error {
 		errs = append(errs, fmt.Errorf("shutdown-timeout: must be positive"))
 	}
 	return errs
+}
+
+func parseBool(name, v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "", "0", "false", "no":
+		return false, nil
+	case "1", "true", "yes":
+		return true, nil
+	}
+	return false, fmt.Errorf("%s: %q is not true or false", name, v)
 }
 
 func checkAddr(addr string) error {

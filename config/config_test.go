@@ -38,6 +38,18 @@ func TestFlagsOverrideEnv(t *testing.T) {
 	}
 }
 
+func TestClusterImpliesSharded(t *testing.T) {
+	c, err := config.Load([]string{"--redis-cluster=true"}, env(map[string]string{
+		config.EnvRedisURL: "redis://a:6379?addr=b:6379&addr=c:6379",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.RedisCluster || !c.RedisSharded {
+		t.Fatalf("cluster %v sharded %v", c.RedisCluster, c.RedisSharded)
+	}
+}
+
 func TestScaledMode(t *testing.T) {
 	for _, db := range []string{"mysql://bookhub:pw@db:3306/bookhub", "bookhub:pw@tcp(db:3306)/bookhub?parseTime=true"} {
 		c, err := config.Load(nil, env(map[string]string{
@@ -72,6 +84,7 @@ func TestErrorsNameTheSetting(t *testing.T) {
 		{"BadLevel", map[string]string{config.EnvLogLevel: "loud"}, nil, config.EnvLogLevel},
 		{"BadFormat", map[string]string{config.EnvLogFormat: "xml"}, nil, config.EnvLogFormat},
 		{"BadSharded", map[string]string{config.EnvRedisSharded: "maybe"}, nil, config.EnvRedisSharded},
+		{"BadCluster", map[string]string{config.EnvRedisCluster: "2"}, nil, config.EnvRedisCluster},
 		{"UnknownFlag", nil, []string{"--nope"}, "nope"},
 		{"ExtraArgs", nil, []string{"extra"}, "unexpected"},
 	}

@@ -85,7 +85,8 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 		a.bus = events.NewMemory()
 	} else {
 		rb, err := redisbus.New(openCtx, redisbus.Options{
-			URL: string(cfg.RedisURL), Prefix: cfg.RedisPrefix, Sharded: cfg.RedisSharded, Logger: logger,
+			URL: string(cfg.RedisURL), Prefix: cfg.RedisPrefix, Sharded: cfg.RedisSharded, Cluster: cfg.RedisCluster,
+			Logger: logger,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", config.EnvRedisURL, err)

@@ -28,9 +28,9 @@ type redisServer struct {
 	done chan struct{} // closed when cmd has exited
 }
 
-// startRedis starts redis-server on port ("" picks a free one) and waits
-// until it says it accepts connections.
-func startRedis(t testing.TB, port string) *redisServer {
+// startRedis starts redis-server on port ("" picks a free one), with extra
+// arguments appended, and waits until it says it accepts connections.
+func startRedis(t testing.TB, port string, extra ...string) *redisServer {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -39,8 +39,9 @@ func startRedis(t testing.TB, port string) *redisServer {
 	if port == "" {
 		_, port, _ = net.SplitHostPort(closedAddr(t))
 	}
-	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", t.TempDir())
+	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", t.TempDir()}, extra...)
+	cmd := exec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -9,27 +9,51 @@
 // events.Event JSON. One channel for all books was chosen over one channel
 // per book because it keeps a total order: every subscriber sees the events
 // of one publishing instance in publish order, across all books, which the
-// hub's "books" firehose channel needs. The price is that in a Redis Cluster
-// all book traffic lands on one shard: the "{books}" hash tag pins the channel
-// to a single slot on purpose, so that sharded pub/sub (Options.Sharded, i.e.
-// SPUBLISH/SSUBSCRIBE) does not spread one family's events across nodes.
+// hub's "books" firehose channel needs.
+//
+// # Redis Cluster
+//
+// With Options.Cluster the bus builds a go-redis cluster client from a list
+// of seed nodes, learns the slot map from them, and uses sharded pub/sub
+// (SPUBLISH/SSUBSCRIBE, Redis 7). Classic PUBLISH on a cluster is broadcast
+// over the cluster bus to every node, so its cost grows with the cluster;
+// SPUBLISH stays inside the shard (master and replicas) that owns the
+// channel's hash slot. Cluster therefore implies Sharded.
+//
+// Redis hashes only the part of a channel name inside the first {...}, so
+// the "{books}" hash tag puts the channel in one fixed slot, whatever the
+// prefix: every publish goes to that slot's master and every subscription
+// reads from it. Keeping all book events in one slot is deliberate: a single
+// node orders them, which gives the firehose its order. The price is that
+// book traffic does not spread over the cluster; one shard carries all of
+// it, and the other shards serve nothing for this bus. A subscription
+// follows its slot: when the slot moves (resharding, failover) Redis ends
+// the sharded subscription or the connection, and the receive loop refreshes
+// the slot map and subscribes again on the new owner, logging the loss and
+// the recovery like any other reconnect; events published in between are
+// lost to it.
 //
 // A later split for shard spread would publish each event on
-// "<prefix>{books:<id>}:events" (one slot per book, order kept per book only)
-// and let instances subscribe to the per-book channels their WebSocket clients
-// ask for, keeping the firehose either on this channel or on a few
-// "{books:<id mod n>}" partitions whose subscribers merge them. The hash tag in
-// the name is what would decide the slot, so such a change is a naming change
-// here plus a subscription-management change in the hub.
+// "<prefix>{books:<id>}:events", so the slot (and with it the node) depends
+// on the book id and the load spreads over all shards, with order kept per
+// book only. Instances would subscribe to the per-book channels their
+// WebSocket clients ask for (go-redis opens one connection per node for
+// them), and the firehose would either stay on this channel, published
+// once more per event, or become a few "{books:p<id mod n>}" partitions whose
+// subscribers merge them without a total order. The hash tag in the name is
+// what decides the slot, so such a change is a naming change here plus a
+// subscription-management change in the hub.
 //
 // # Delivery
 //
 // The bus is at most once, as events.Bus documents: PUBLISH is never retried
-// (a retry after a lost reply would deliver twice), and events published while
-// a subscriber is disconnected are lost to it. Subscriptions reconnect and
-// re-subscribe on their own with backoff until their context ends or the bus
-// is closed; a health check pings idle connections so that a silently dead
-// link (a network partition rather than a closed socket) is noticed too.
+// (a retry after a lost reply would deliver twice; a cluster's MOVED and ASK
+// redirects are still followed, since Redis answers them without running the
+// command), and events published while a subscriber is disconnected are lost
+// to it. Subscriptions reconnect and re-subscribe on their own with backoff
+// until their context ends or the bus is closed; a health check pings idle
+// connections so that a silently dead link (a network partition rather than
+// a closed socket) is noticed too.
 package redisbus
 
 import (
@@ -38,7 +62,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,7 +89,16 @@ type Options struct {
 	// for TLS, in the syntax of go-redis ParseURL (query options such as
 	// read_timeout are honoured, except max_retries: publishes are never
 	// retried). Required.
+	//
+	// With Cluster it lists seed nodes instead, in the syntax of go-redis
+	// ParseClusterURL: redis://[user:pass@]host1:6379?addr=host2:6379&addr=host3:6379.
+	// One reachable seed is enough; naming several lets an instance start
+	// while one node is down. The path may only be empty, "/" or "/0".
 	URL string
+	// Cluster connects to a Redis Cluster (Redis 7 or later) through a
+	// cluster client that routes by hash slot. It implies Sharded. Every
+	// instance of a deployment must agree on it. Default false: one server.
+	Cluster bool
 	// Prefix starts every key and channel, so that several deployments can
 	// share one Redis. Default "bookhub:". It must not contain '{' or '}',
 	// which would change the cluster hash tag of the channel.
@@ -74,9 +106,8 @@ type Options struct {
 	// Sharded uses SPUBLISH/SSUBSCRIBE (Redis 7 sharded pub/sub), which is
 	// what scales pub/sub on a Redis Cluster; it works on a standalone
 	// Redis 7 too. Every instance of a deployment must use the same mode:
-	// sharded and classic pub/sub do not see each other's messages. New
-	// connects to one node; running against a Redis Cluster additionally
-	// needs a cluster client, which this package does not build yet.
+	// sharded and classic pub/sub do not see each other's messages. Cluster
+	// turns it on whatever its value.
 	Sharded bool
 	// Logger receives connection-loss and malformed-payload reports.
 	// Default slog.Default().
@@ -94,11 +125,10 @@ type Options struct {
 // Bus is the Redis implementation of events.Bus. It is safe for concurrent
 // use. Create it with New and release it with Close.
 type Bus struct {
-	client      *redis.Client
+	client      *backend
 	channel     string
 	sharded     bool
 	log         *slog.Logger
-	addr        string
 	healthEvery time.Duration
 
 	mu     sync.Mutex
@@ -110,8 +140,9 @@ type Bus struct {
 
 var _ events.Bus = (*Bus)(nil)
 
-// New parses opts.URL, connects and pings the server. Errors name the server
-// address but never the password. ctx bounds only the connection check.
+// New parses opts.URL, connects and pings the server (with Cluster, the
+// node that owns the events channel). Errors name the server address but
+// never the password. ctx bounds only the connection check.
 func New(ctx context.Context, opts Options) (*Bus, error) {
 	if opts.URL == "" {
 		return nil, errors.New("redisbus: empty URL")
@@ -131,75 +162,25 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	ropts, err := parseURL(opts.URL)
+	client, err := newBackend(opts.URL, opts.Cluster, opts.DialTimeout)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case opts.DialTimeout > 0:
-		ropts.DialTimeout = opts.DialTimeout
-	case ropts.DialTimeout == 0:
-		ropts.DialTimeout = DefaultDialTimeout
-	}
-	// At most once: a PUBLISH retried after its reply was lost would be
-	// delivered twice.
-	ropts.MaxRetries = -1
-
-	client := redis.NewClient(ropts)
 	b := &Bus{
 		client:      client,
 		channel:     opts.Prefix + channelSuffix,
-		sharded:     opts.Sharded,
-		log:         opts.Logger.With("component", "redisbus", "redis", ropts.Addr),
-		addr:        ropts.Addr,
+		sharded:     opts.Sharded || opts.Cluster,
+		log:         opts.Logger.With("component", "redisbus", "redis", client.addr, "cluster", opts.Cluster),
 		healthEvery: opts.HealthCheckInterval,
 		subs:        make(map[*subscription]struct{}),
 	}
-	pctx, cancel := context.WithTimeout(ctx, ropts.DialTimeout)
+	pctx, cancel := context.WithTimeout(ctx, client.dialTimeout)
 	defer cancel()
-	if err := client.Ping(pctx).Err(); err != nil {
+	if err := client.ping(pctx, b.channel); err != nil {
 		_ = client.Close()
-		return nil, fmt.Errorf("redisbus: connect to %s: %w", ropts.Addr, err)
+		return nil, fmt.Errorf("redisbus: connect to %s: %w", client.addr, err)
 	}
 	return b, nil
-}
-
-// parseURL accepts only redis:// and rediss:// URLs and keeps any password
-// out of its errors: url.Parse quotes the whole input in its messages.
-func parseURL(raw string) (*redis.Options, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		var eerr url.EscapeError
-		if errors.As(err, &eerr) {
-			err = errors.New("invalid percent-encoding") // the escape may be part of the password
-		}
-		return nil, fmt.Errorf("redisbus: invalid URL %q: %w", redactURL(raw), err)
-	}
-	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return nil, fmt.Errorf("redisbus: invalid URL %q: scheme must be redis or rediss", redactURL(raw))
-	}
-	ropts, err := redis.ParseURL(raw)
-	if err != nil {
-		return nil, fmt.Errorf("redisbus: invalid URL %q: %w", redactURL(raw), err)
-	}
-	return ropts, nil
-}
-
-// redactURL hides the user info of a URL that may not even parse. It errs
-// on the side of hiding too much: everything before the last '@'.
-func redactURL(raw string) string {
-	scheme, rest := "", raw
-	if i := strings.Index(raw, "://"); i >= 0 {
-		scheme, rest = raw[:i+3], raw[i+3:]
-	}
-	if i := strings.LastIndex(rest, "@"); i >= 0 {
-		rest = "xxxxx@" + rest[i+1:]
-	}
-	return scheme + rest
 }
 
 // Channel returns the Redis channel that carries the events, for
@@ -220,16 +201,16 @@ func (b *Bus) Publish(ctx context.Context, ev events.Event) error {
 	if b.isClosed() {
 		return events.ErrClosed
 	}
+	cmd := "publish"
 	if b.sharded {
-		err = b.client.SPublish(ctx, b.channel, payload).Err()
-	} else {
-		err = b.client.Publish(ctx, b.channel, payload).Err()
+		cmd = "spublish"
 	}
-	if err != nil {
+	if err := b.client.Process(ctx, noRetry{redis.NewIntCmd(ctx, cmd, b.channel, payload)}); err != nil {
 		if errors.Is(err, redis.ErrClosed) && b.isClosed() {
 			return events.ErrClosed
 		}
-		return fmt.Errorf("redisbus: publish event %s to %s: %w", ev.ID, b.addr, err)
+		b.client.reloadTopology(ctx) // a cluster node may have gone
+		return fmt.Errorf("redisbus: publish event %s to %s: %w", ev.ID, b.client.addr, err)
 	}
 	return nil
 }
@@ -252,11 +233,11 @@ func (b *Bus) Ping(ctx context.Context) error {
 	if b.isClosed() {
 		return events.ErrClosed
 	}
-	if err := b.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redisbus: ping %s: %w", b.addr, err)
+	if err := b.client.ping(ctx, b.channel); err != nil {
+		return fmt.Errorf("redisbus: ping %s: %w", b.client.addr, err)
 	}
 	if n := b.lost.Load(); n > 0 {
-		return fmt.Errorf("redisbus: %d subscription(s) to %s lost, reconnecting", n, b.addr)
+		return fmt.Errorf("redisbus: %d subscription(s) to %s lost, reconnecting", n, b.client.addr)
 	}
 	return nil
 }

@@ -85,7 +85,7 @@ func (b *Bus) Subscribe(ctx context.Context, h events.Handler) error {
 		case b.isClosed():
 			return events.ErrClosed
 		}
-		return fmt.Errorf("redisbus: subscribe to %s on %s: %w", b.channel, b.addr, err)
+		return fmt.Errorf("redisbus: subscribe to %s on %s: %w", b.channel, b.client.addr, err)
 	}
 	go func() {
 		defer b.wg.Done()
@@ -110,8 +110,7 @@ func (s *subscription) confirm() error {
 	if ps == nil {
 		return events.ErrClosed
 	}
-	opt := s.bus.client.Options()
-	ctx, cancel := context.WithTimeout(s.ctx, opt.DialTimeout+opt.ReadTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, s.bus.client.confirmTimeout)
 	defer cancel()
 	if err := s.subscribeOn(ctx, ps); err != nil {
 		return err
@@ -160,6 +159,12 @@ func (s *subscription) isConfirmation(msg any) bool {
 	return ok && sub.Channel == s.bus.channel && (sub.Kind == "subscribe" || sub.Kind == "ssubscribe")
 }
 
+// isDropped reports an unsubscription the bus did not ask for: it never
+// unsubscribes, it closes the connection instead.
+func (s *subscription) isDropped(sub *redis.Subscription) bool {
+	return sub.Channel == s.bus.channel && (sub.Kind == "unsubscribe" || sub.Kind == "sunsubscribe")
+}
+
 // stop ends the subscription; it is idempotent and safe from any goroutine.
 // Closing the PubSub unblocks a pending read in the receive loop.
 func (s *subscription) stop() {
@@ -197,8 +202,9 @@ func (s *subscription) isStopped() bool {
 
 // run is the receive loop. go-redis reconnects and re-subscribes a PubSub
 // by itself after a read or write error; run adds the backoff between
-// attempts, the health check for links that die without an error, and the
-// lost/restored reporting.
+// attempts, the health check for links that die without an error, the
+// replacement of connections that are open but no longer subscribed, and
+// the lost/restored reporting.
 func (s *subscription) run() {
 	defer s.markRestored(false)
 	var (
@@ -214,27 +220,42 @@ func (s *subscription) run() {
 		if s.isStopped() || s.ctx.Err() != nil {
 			return
 		}
+		// replace: the connection may be open but carries no subscription,
+		// which go-redis would not notice.
+		replace := false
+		if m, ok := msg.(*redis.Subscription); ok && err == nil && s.isDropped(m) {
+			// Redis 7 ends the sharded subscriptions of a slot that leaves
+			// the node (resharding, failover).
+			err, replace = fmt.Errorf("redis ended the subscription (%s), as it does when the hash slot moves", m.Kind), true
+		}
 		if err != nil {
-			if isIdleTimeout(err) {
-				if !pingSent {
-					pingSent = true
-					if err = ps.Ping(s.ctx); err == nil {
-						continue
-					}
-				} else {
-					// The ping went unanswered for a whole interval: the link
-					// is dead without the socket knowing it yet.
-					err = fmt.Errorf("no answer to ping within %s", s.bus.healthEvery)
-					if ps = s.renew(); ps == nil {
-						return
-					}
-					_ = s.subscribeOn(s.ctx, ps)
+			switch {
+			case isIdleTimeout(err) && !pingSent:
+				pingSent = true
+				if err = ps.Ping(s.ctx); err == nil {
+					continue
 				}
+			case isIdleTimeout(err):
+				// The ping went unanswered for a whole interval: the link
+				// is dead without the socket knowing it yet.
+				err, replace = fmt.Errorf("no answer to ping within %s", s.bus.healthEvery), true
+			case isServerError(err):
+				// An error reply, such as MOVED to an SSUBSCRIBE sent with
+				// a stale slot map: the connection works, so go-redis keeps
+				// it, but it is subscribed to nothing.
+				replace = true
 			}
 			pingSent = false
 			s.markLost(err)
+			s.bus.client.reloadTopology(s.ctx)
 			if !bo.wait(s.done) {
 				return
+			}
+			if replace {
+				if ps = s.renew(); ps == nil {
+					return
+				}
+				_ = s.subscribeOn(s.ctx, ps)
 			}
 			continue
 		}
@@ -319,6 +340,13 @@ func (s *subscription) markRestored(report bool) {
 func isIdleTimeout(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "read" && op.Timeout()
+}
+
+// isServerError tells an error reply from Redis apart from a network
+// failure.
+func isServerError(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr)
 }
 
 // backoff is capped exponential backoff with jitter.
