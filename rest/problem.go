@@ -162,6 +162,10 @@ func (a *api) classify(c *gin.Context, err error) *apiError {
 		a.log.LogAttrs(ctx, slog.LevelInfo, "request canceled by client",
 			slog.String("request_id", requestIDOf(c)), slog.String("error", err.Error()))
 		return newError(kindClientClosed, "the client closed the request")
+	case errors.Is(err, store.ErrUnavailable):
+		a.logFault(c, http.StatusServiceUnavailable, err)
+		c.Header("Retry-After", "2")
+		return newError(kindUnavailable, "the database is unreachable; retry later")
 	case errors.Is(err, context.DeadlineExceeded):
 		a.logFault(c, http.StatusServiceUnavailable, err)
 		return newError(kindUnavailable, "the request timed out; retry later")

@@ -34,6 +34,10 @@ var (
 	ErrStale = errors.New("book version is stale")
 	// ErrInvalidQuery: a bad sort field or cursor in ListOptions.
 	ErrInvalidQuery = errors.New("invalid list query")
+	// ErrUnavailable: the database could not be reached; the operation did
+	// not happen (or, for a write cut off mid-commit, may not have: callers
+	// retry with If-Match). Worth retrying later.
+	ErrUnavailable = errors.New("database unavailable")
 )
 
 // Sort orders accepted by List; a leading "-" means descending.

@@ -83,7 +83,7 @@ func (s *Store) Update(ctx context.Context, id int64, ifVersion int64, apply fun
 		return nil
 	})
 	if err != nil {
-		return Book{}, fmt.Errorf("update book %d: %w", id, err)
+		return Book{}, fmt.Errorf("update book %d: %w", id, translate(err))
 	}
 	return out, nil
 }
@@ -109,7 +109,7 @@ func (s *Store) Delete(ctx context.Context, id int64, ifVersion int64) (Book, er
 		return nil
 	})
 	if err != nil {
-		return Book{}, fmt.Errorf("delete book %d: %w", id, err)
+		return Book{}, fmt.Errorf("delete book %d: %w", id, translate(err))
 	}
 	return out, nil
 }

@@ -2,8 +2,12 @@ package store
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"syscall"
 
 	gosqlite "github.com/glebarez/go-sqlite"
 	"github.com/go-sql-driver/mysql"
@@ -42,9 +46,25 @@ func translate(err error) error {
 		return ErrNotFound
 	case isDuplicateKey(err):
 		return ErrConflict
+	case errors.Is(err, ErrUnavailable):
+		return err
+	case isConnectionError(err):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	default:
 		return err
 	}
+}
+
+// isConnectionError reports whether err means the database server could not
+// be reached or the connection broke, as opposed to a refused statement.
+func isConnectionError(err error) bool {
+	var netErr net.Error
+	return errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, mysql.ErrInvalidConn) ||
+		errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) ||
+		errors.As(err, &netErr)
 }
 
 // expected reports whether err is part of normal operation (a missing row,

@@ -197,7 +197,7 @@ func (s *Store) List(ctx context.Context, opts ListOptions) (Page, error) {
 
 	var rows []bookRow
 	if err := q.Limit(limit + 1).Find(&rows).Error; err != nil {
-		return Page{}, fmt.Errorf("list books: %w", err)
+		return Page{}, fmt.Errorf("list books: %w", translate(err))
 	}
 	page := Page{Books: make([]Book, 0, min(len(rows), limit))}
 	for i, r := range rows {

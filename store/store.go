@@ -214,7 +214,7 @@ func (s *Store) Close() error {
 // Ping checks that the database answers; readiness probes call it.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.sqlDB.PingContext(ctx); err != nil {
-		return fmt.Errorf("ping %s: %w", s.driver, err)
+		return fmt.Errorf("ping %s: %w", s.driver, translate(err))
 	}
 	return nil
 }

@@ -58,3 +58,52 @@ func TestRedisOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestDatabaseOutage: with MySQL gone, requests that need it get 503 with
+// Retry-After (never a 500, never a half-written book) and readiness fails;
+// when MySQL is back the same instance serves again without a restart.
+func TestDatabaseOutage(t *testing.T) {
+	db := testenv.StartMySQL(t)
+	app := startApp(t, "db-outage", map[string]string{config.EnvDatabaseURL: db.URL()})
+	base := "http://" + app.Addr()
+	editor := issue(t, auth.RoleEditor)
+	var b book
+	if resp := do(t, "POST", base+"/api/v1/books", editor, map[string]any{"title": "Before", "author": "A"}, &b); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create: %s", resp.Status)
+	}
+
+	db.Stop()
+	for _, r := range []struct{ method, path string }{
+		{"GET", "/api/v1/books/" + itoa(b.ID)},
+		{"GET", "/api/v1/books"},
+		{"POST", "/api/v1/books"},
+		{"PATCH", "/api/v1/books/" + itoa(b.ID)},
+	} {
+		var body map[string]any
+		if r.method != "GET" {
+			body = map[string]any{"title": "During", "author": "A"}
+		}
+		resp := do(t, r.method, base+r.path, editor, body, nil)
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
+			resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s %s with MySQL down: %s, Retry-After %q, %s; want a 503 problem with Retry-After",
+				r.method, r.path, resp.Status, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"))
+		}
+	}
+	if resp := do(t, "GET", base+"/readyz", "", nil, nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with MySQL down: %s", resp.Status)
+	}
+	if resp := do(t, "GET", base+"/healthz", "", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz with MySQL down: %s (the process is alive)", resp.Status)
+	}
+
+	db.Start()
+	waitReady(t, base)
+	var got book
+	if resp := do(t, "GET", base+"/api/v1/books/"+itoa(b.ID), "", nil, &got); resp.StatusCode != http.StatusOK || got.Title != "Before" || got.Version != 1 {
+		t.Fatalf("after MySQL came back: %s %+v (the failed PATCH must not have changed it)", resp.Status, got)
+	}
+	if resp := do(t, "POST", base+"/api/v1/books", editor, map[string]any{"title": "After", "author": "A"}, nil); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create after MySQL came back: %s", resp.Status)
+	}
+}

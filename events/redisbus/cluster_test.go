@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -107,15 +108,23 @@ func (c *redisCluster) owner(ctx context.Context, t testing.TB, key string) (*re
 	if err != nil {
 		t.Fatal(err)
 	}
-	ranges, err := rc.ClusterSlots(ctx).Result()
+	shards, err := rc.ClusterShards(ctx).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range ranges {
-		if int64(r.Start) <= slot && slot <= int64(r.End) {
-			for _, n := range c.nodes {
-				if r.Nodes[0].Addr == n.addr() {
-					return n, int(slot)
+	for _, sh := range shards {
+		for _, r := range sh.Slots {
+			if r.Start > slot || slot > r.End {
+				continue
+			}
+			for _, sn := range sh.Nodes {
+				if sn.Role != "master" {
+					continue
+				}
+				for _, n := range c.nodes {
+					if strconv.FormatInt(sn.Port, 10) == n.port {
+						return n, int(slot)
+					}
 				}
 			}
 		}
