@@ -53,7 +53,7 @@ func New(instance string) *Metrics {
 		[]float64{.00001, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1})
 	m.httpDuration = f.histogramVec("bookhub_http_request_duration_seconds", "REST request durations by method, route and status.",
 		prometheus.DefBuckets, []string{"method", "route", "status"})
-	m.storeErrors = f.counter("bookhub_store_errors_total", "REST requests that failed with a server-side (5xx) error, usually the database.")
+	m.storeErrors = f.counter("bookhub_store_errors_total", "Database operations that failed for a server-side reason (unreachable, driver error); not found, conflicts and stale versions are not errors.")
 	m.busErrors = f.counterVec("bookhub_bus_errors_total", "Event bus failures by operation.", []string{"op"})
 	m.busPublishError = m.busErrors.WithLabelValues("publish")
 	m.busReceiveError = m.busErrors.WithLabelValues("receive")
@@ -112,13 +112,26 @@ func (m *Metrics) BusPublishFailed() { m.busPublishError.Inc() }
 // BusReceiveFailed counts an event that could not be read from the bus.
 func (m *Metrics) BusReceiveFailed() { m.busReceiveError.Inc() }
 
+// BusError counts a bus failure by operation ("subscribe": a lost
+// subscription; "receive": an unreadable event).
+func (m *Metrics) BusError(op string) {
+	switch op {
+	case "receive":
+		m.busReceiveError.Inc()
+	case "publish":
+		m.busPublishError.Inc()
+	default:
+		m.busErrors.WithLabelValues(op).Inc()
+	}
+}
+
 // ObserveRequest records one REST request; it matches rest.Options.Observe.
 func (m *Metrics) ObserveRequest(method, route string, status int, d time.Duration) {
 	if route == "" {
 		route = "unmatched" // bounded cardinality: never the raw path
 	}
 	m.httpDuration.WithLabelValues(method, route, strconv.Itoa(status)).Observe(d.Seconds())
-	if status >= 500 {
-		m.storeErrors.Inc()
-	}
 }
+
+// StoreError counts a database operation that failed server-side.
+func (m *Metrics) StoreError() { m.storeErrors.Inc() }

@@ -33,6 +33,8 @@ func TestObserverCounts(t *testing.T) {
 	m.BusPublishFailed()
 	m.ObserveRequest("GET", "/api/v1/books/:id", 200, 5*time.Millisecond)
 	m.ObserveRequest("POST", "/api/v1/books", 503, 5*time.Millisecond)
+	m.StoreError()
+	m.BusError("subscribe")
 	m.ObserveRequest("GET", "", 404, time.Millisecond)
 
 	want := `
@@ -55,7 +57,7 @@ bookhub_events_published_total{instance_name="node-a"} 1
 # HELP bookhub_events_received_total Events this instance received from the bus.
 # TYPE bookhub_events_received_total counter
 bookhub_events_received_total{instance_name="node-a"} 1
-# HELP bookhub_store_errors_total REST requests that failed with a server-side (5xx) error, usually the database.
+# HELP bookhub_store_errors_total Database operations that failed for a server-side reason (unreachable, driver error); not found, conflicts and stale versions are not errors.
 # TYPE bookhub_store_errors_total counter
 bookhub_store_errors_total{instance_name="node-a"} 1
 `

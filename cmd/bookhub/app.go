@@ -86,7 +86,7 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 	} else {
 		rb, err := redisbus.New(openCtx, redisbus.Options{
 			URL: string(cfg.RedisURL), Prefix: cfg.RedisPrefix, Sharded: cfg.RedisSharded, Cluster: cfg.RedisCluster,
-			Logger: logger,
+			Logger: logger, OnError: a.metrics.BusError,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", config.EnvRedisURL, err)
@@ -111,7 +111,7 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 		checks = append(checks, rest.Check{Name: "redis", Ping: a.bus.Ping})
 	}
 	api, err := rest.New(rest.Options{
-		Books:    a.store,
+		Books:    countingStore{a.store, a.metrics},
 		Events:   countingPublisher{a.bus, a.metrics},
 		Tokens:   a.tokens,
 		Instance: cfg.Instance,
@@ -282,19 +282,4 @@ func busKind(cfg config.Config) string {
 		return "memory"
 	}
 	return "redis"
-}
-
-// countingPublisher counts what the REST API publishes on the bus.
-type countingPublisher struct {
-	bus events.Publisher
-	m   *metrics.Metrics
-}
-
-func (p countingPublisher) Publish(ctx context.Context, ev events.Event) error {
-	if err := p.bus.Publish(ctx, ev); err != nil {
-		p.m.BusPublishFailed()
-		return err
-	}
-	p.m.EventPublished()
-	return nil
 }

@@ -217,15 +217,7 @@ func TestMetricsOnTheirOwnListener(t *testing.T) {
 	if resp := do(t, "GET", base+"/metrics", "", nil, nil); resp.StatusCode == http.StatusOK {
 		t.Fatal("/metrics is exposed on the public listener")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+app.MetricsAddr()+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body := scrape(t, app)
 	for _, want := range []string{
 		`bookhub_ws_connections{instance_name="metered"} 1`,
 		`bookhub_events_published_total{instance_name="metered"} 1`,
@@ -233,7 +225,7 @@ func TestMetricsOnTheirOwnListener(t *testing.T) {
 		`bookhub_ws_subscriptions{instance_name="metered",kind="all"} 1`,
 		`bookhub_http_request_duration_seconds_count{instance_name="metered",method="POST",route="/api/v1/books",status="201"} 1`,
 	} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 // the sockets that stayed open.
 func TestRedisOutage(t *testing.T) {
 	redis := testenv.StartRedis(t)
-	app := startApp(t, "outage", map[string]string{config.EnvRedisURL: redis.URL()})
+	app := startApp(t, "outage", map[string]string{config.EnvRedisURL: redis.URL(), config.EnvMetricsAddr: "127.0.0.1:0"})
 	base := "http://" + app.Addr()
 	editor := issue(t, auth.RoleEditor)
 	c := dialWS(t, base, issue(t, auth.RoleViewer), "books")
@@ -33,6 +34,10 @@ func TestRedisOutage(t *testing.T) {
 	if resp := do(t, "GET", base+"/readyz", "", nil, nil); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("readyz while Redis is down: %s, want 503", resp.Status)
 	}
+
+	// The subscription notices the loss on its own goroutine: poll for it.
+	waitMetric(t, app, `bookhub_bus_errors_total{instance_name="outage",op="publish"} 1`)
+	waitMetric(t, app, `bookhub_bus_errors_total{instance_name="outage",op="subscribe"} 1`)
 
 	redis.Start()
 	waitReady(t, base)
@@ -64,7 +69,7 @@ func TestRedisOutage(t *testing.T) {
 // when MySQL is back the same instance serves again without a restart.
 func TestDatabaseOutage(t *testing.T) {
 	db := testenv.StartMySQL(t)
-	app := startApp(t, "db-outage", map[string]string{config.EnvDatabaseURL: db.URL()})
+	app := startApp(t, "db-outage", map[string]string{config.EnvDatabaseURL: db.URL(), config.EnvMetricsAddr: "127.0.0.1:0"})
 	base := "http://" + app.Addr()
 	editor := issue(t, auth.RoleEditor)
 	var b book
@@ -95,6 +100,11 @@ func TestDatabaseOutage(t *testing.T) {
 	}
 	if resp := do(t, "GET", base+"/healthz", "", nil, nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("healthz with MySQL down: %s (the process is alive)", resp.Status)
+	}
+
+	if m := scrape(t, app); !strings.Contains(m, `bookhub_store_errors_total{instance_name="db-outage"}`) ||
+		strings.Contains(m, `bookhub_store_errors_total{instance_name="db-outage"} 0`) {
+		t.Errorf("store errors not counted:\n%s", grepLines(m, "bookhub_store_errors_total"))
 	}
 
 	db.Start()

@@ -203,3 +203,44 @@ func readJSON(ctx context.Context, c *websocket.Conn, v any) error {
 	}
 	return json.Unmarshal(b, v)
 }
+
+// scrape returns app's Prometheus metrics text.
+func scrape(t *testing.T, app *App) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+app.MetricsAddr()+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("scrape metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// waitMetric polls app's metrics until a line contains want.
+func waitMetric(t *testing.T, app *App, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m := scrape(t, app)
+		if strings.Contains(m, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics never showed %s; have:\n%s", want, grepLines(m, strings.SplitN(want, "{", 2)[0]))
+		}
+		time.Sleep(20 * time.Millisecond) // polling a scrape endpoint: no signal to wait on
+	}
+}

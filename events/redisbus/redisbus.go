@@ -109,6 +109,11 @@ type Options struct {
 	// sharded and classic pub/sub do not see each other's messages. Cluster
 	// turns it on whatever its value.
 	Sharded bool
+	// OnError, when set, is told of each failure that loses events on the
+	// receiving side, for metrics: OpSubscribe when a subscription is lost
+	// (once per loss, not per reconnect attempt) and OpReceive for each
+	// malformed payload skipped. It must not block.
+	OnError func(op string)
 	// Logger receives connection-loss and malformed-payload reports.
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -122,6 +127,12 @@ type Options struct {
 	HealthCheckInterval time.Duration
 }
 
+// Operations named to Options.OnError.
+const (
+	OpSubscribe = "subscribe"
+	OpReceive   = "receive"
+)
+
 // Bus is the Redis implementation of events.Bus. It is safe for concurrent
 // use. Create it with New and release it with Close.
 type Bus struct {
@@ -129,6 +140,7 @@ type Bus struct {
 	channel     string
 	sharded     bool
 	log         *slog.Logger
+	onError     func(op string)
 	healthEvery time.Duration
 
 	mu     sync.Mutex
@@ -159,6 +171,9 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 	if opts.HealthCheckInterval == 0 {
 		opts.HealthCheckInterval = DefaultHealthCheckInterval
 	}
+	if opts.OnError == nil {
+		opts.OnError = func(string) {}
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -170,6 +185,7 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 		client:      client,
 		channel:     opts.Prefix + channelSuffix,
 		sharded:     opts.Sharded || opts.Cluster,
+		onError:     opts.OnError,
 		log:         opts.Logger.With("component", "redisbus", "redis", client.addr, "cluster", opts.Cluster),
 		healthEvery: opts.HealthCheckInterval,
 		subs:        make(map[*subscription]struct{}),

@@ -301,6 +301,7 @@ func (s *subscription) deliver(m *redis.Message) bool {
 // reportMalformed logs a skipped payload without its body (it may be large
 // or hostile), at most once per malformedLogEvery.
 func (s *subscription) reportMalformed(size int, err error) {
+	s.bus.onError(OpReceive)
 	now := time.Now()
 	if !s.badLast.IsZero() && now.Sub(s.badLast) < malformedLogEvery {
 		s.badSkipped++
@@ -318,6 +319,7 @@ func (s *subscription) markLost(err error) {
 	}
 	s.lost, s.lostAt = true, time.Now()
 	s.bus.lost.Add(1)
+	s.bus.onError(OpSubscribe)
 	s.bus.log.Warn("redis subscription lost", "channel", s.bus.channel, "err", err)
 }
 
