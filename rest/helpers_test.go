@@ -16,6 +16,7 @@ import (
 
 	"github.com/bookhub/bookhub/auth"
 	"github.com/bookhub/bookhub/events"
+	"github.com/bookhub/bookhub/internal/testenv"
 	"github.com/bookhub/bookhub/rest"
 	"github.com/bookhub/bookhub/store"
 )
@@ -29,28 +30,10 @@ type env struct {
 	store  *store.Store
 	bus    *events.Memory
 	tokens *auth.Tokens
-	logs   *syncBuffer
+	logs   *testenv.LogBuffer
 
 	mu     sync.Mutex
 	events []events.Event
-}
-
-// syncBuffer is a log sink the server's goroutines can write concurrently.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func testContext(t testing.TB) context.Context {
@@ -86,7 +69,7 @@ func newTokens(t testing.TB) *auth.Tokens {
 // Books means the real store).
 func newEnv(t testing.TB, mod func(*rest.Options)) *env {
 	t.Helper()
-	e := &env{bus: events.NewMemory(), tokens: newTokens(t), logs: &syncBuffer{}}
+	e := &env{bus: events.NewMemory(), tokens: newTokens(t), logs: &testenv.LogBuffer{}}
 	opts := rest.Options{
 		Events:   e.bus,
 		Tokens:   e.tokens,

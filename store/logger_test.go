@@ -1,40 +1,20 @@
 package store_test
 
 import (
-	"bytes"
-	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/bookhub/bookhub/internal/testenv"
 	"github.com/bookhub/bookhub/store"
 )
 
-// syncBuffer is a bytes.Buffer safe for the store's concurrent log writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func openLogged(t *testing.T, slow time.Duration) (*store.Store, *syncBuffer) {
+func openLogged(t *testing.T, slow time.Duration) (*store.Store, *testenv.LogBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	s, err := store.Open(testContext(t), store.Options{
 		URL:       sqliteURL(t),
-		Logger:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:    logs.Logger(),
 		SlowQuery: slow,
 	})
 	if err != nil {

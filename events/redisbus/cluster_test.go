@@ -2,10 +2,8 @@ package redisbus_test
 
 import (
 	"context"
-	"net"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/bookhub/bookhub/events"
 	"github.com/bookhub/bookhub/events/redisbus"
 	"github.com/bookhub/bookhub/internal/testenv"
 )
@@ -21,7 +18,7 @@ import (
 // redisCluster is a throwaway three-master Redis Cluster on 127.0.0.1,
 // killed when the test ends.
 type redisCluster struct {
-	nodes []*redisServer
+	nodes []*testenv.RedisServer
 }
 
 // startCluster starts three cluster-enabled redis-servers, joins them with
@@ -36,11 +33,11 @@ func startCluster(t testing.TB) *redisCluster {
 	dir := t.TempDir()
 	// A node also listens on a cluster bus port, port+10000 unless set, which
 	// overflows for high ephemeral ports: pick it explicitly.
-	ports := freePorts(t, 6)
+	ports := testenv.FreePorts(t, 6)
 	c := &redisCluster{}
 	for i := range 3 {
 		port, bus := ports[2*i], ports[2*i+1]
-		c.nodes = append(c.nodes, startRedis(t, port,
+		c.nodes = append(c.nodes, testenv.StartRedisOn(t, port,
 			"--cluster-enabled", "yes", "--cluster-port", bus,
 			"--cluster-config-file", filepath.Join(dir, "nodes-"+port+".conf")))
 	}
@@ -48,7 +45,7 @@ func startCluster(t testing.TB) *redisCluster {
 	ctx := testCtx(t, 60*time.Second)
 	args := []string{"--cluster", "create"}
 	for _, n := range c.nodes {
-		args = append(args, n.addr())
+		args = append(args, n.Addr())
 	}
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
 	if out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput(); err != nil {
@@ -60,7 +57,7 @@ func startCluster(t testing.TB) *redisCluster {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for _, n := range c.nodes {
-		rc := n.client(t)
+		rc := client(t, n)
 		for {
 			info, err := rc.ClusterInfo(ctx).Result()
 			if err == nil && strings.Contains(info, "cluster_state:ok") {
@@ -69,41 +66,39 @@ func startCluster(t testing.TB) *redisCluster {
 			select {
 			case <-tick.C:
 			case <-ctx.Done():
-				t.Fatalf("node %s never reported cluster_state:ok (last: %v)\n%s", n.addr(), err, info)
+				t.Fatalf("node %s never reported cluster_state:ok (last: %v)\n%s", n.Addr(), err, info)
 			}
 		}
 	}
 	return c
 }
 
-func (s *redisServer) addr() string { return "127.0.0.1:" + s.port }
-
-// client is a plain client of this one node, closed when t ends.
-func (s *redisServer) client(t testing.TB) *redis.Client {
+// client is a plain client of this one server, closed when t ends.
+func client(t testing.TB, s *testenv.RedisServer) *redis.Client {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: s.addr()})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
 
 // seedURL names node first, and the others given, as seeds.
 func (c *redisCluster) seedURL(first int, more ...int) string {
-	u := "redis://" + c.nodes[first].addr()
+	u := "redis://" + c.nodes[first].Addr()
 	for i, n := range more {
 		sep := "&"
 		if i == 0 {
 			sep = "?"
 		}
-		u += sep + "addr=" + c.nodes[n].addr()
+		u += sep + "addr=" + c.nodes[n].Addr()
 	}
 	return u
 }
 
 // owner returns the node that serves key's hash slot, as every node sees
 // it, and the slot.
-func (c *redisCluster) owner(ctx context.Context, t testing.TB, key string) (*redisServer, int) {
+func (c *redisCluster) owner(ctx context.Context, t testing.TB, key string) (*testenv.RedisServer, int) {
 	t.Helper()
-	rc := c.nodes[0].client(t)
+	rc := client(t, c.nodes[0])
 	slot, err := rc.ClusterKeySlot(ctx, key).Result()
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +117,7 @@ func (c *redisCluster) owner(ctx context.Context, t testing.TB, key string) (*re
 					continue
 				}
 				for _, n := range c.nodes {
-					if strconv.FormatInt(sn.Port, 10) == n.port {
+					if strconv.FormatInt(sn.Port, 10) == n.Port {
 						return n, int(slot)
 					}
 				}
@@ -134,30 +129,13 @@ func (c *redisCluster) owner(ctx context.Context, t testing.TB, key string) (*re
 }
 
 // shardSubscribers counts the sharded subscriptions to channel on node.
-func shardSubscribers(ctx context.Context, t testing.TB, node *redisServer, channel string) int64 {
+func shardSubscribers(ctx context.Context, t testing.TB, node *testenv.RedisServer, channel string) int64 {
 	t.Helper()
-	n, err := node.client(t).PubSubShardNumSub(ctx, channel).Result()
+	n, err := client(t, node).PubSubShardNumSub(ctx, channel).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return n[channel]
-}
-
-// freePorts returns n distinct local ports that nothing listens on; all
-// are held open until the last is picked so none repeats.
-func freePorts(t testing.TB, n int) []string {
-	t.Helper()
-	var ports []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		_, p, _ := net.SplitHostPort(ln.Addr().String())
-		ports = append(ports, p)
-	}
-	return ports
 }
 
 // Two Bus values seeded with different nodes behave like two bookhub
@@ -180,36 +158,12 @@ func TestClusterDeliversOnceInOrderToEveryInstance(t *testing.T) {
 	t.Run("SubscriptionsAreShardedOnTheSlotOwner", func(t *testing.T) {
 		owner, slot := cl.owner(ctx, t, a.Channel())
 		if got := shardSubscribers(ctx, t, owner, a.Channel()); got != 2 {
-			t.Errorf("node %s (slot %d) has %d sharded subscribers, want 2", owner.addr(), slot, got)
+			t.Errorf("node %s (slot %d) has %d sharded subscribers, want 2", owner.Addr(), slot, got)
 		}
 	})
 
 	t.Run("OK", func(t *testing.T) {
-		var want []string
-		for i := range 500 {
-			ev := testEvent(int64(i + 1))
-			if err := a.Publish(ctx, ev); err != nil {
-				t.Fatalf("Publish %d: %v", i, err)
-			}
-			want = append(want, ev.ID)
-		}
-		// Once this later event is in, a duplicate of an earlier one would
-		// have arrived before it.
-		last := testEvent(0)
-		if err := a.Publish(ctx, last); err != nil {
-			t.Fatalf("Publish last: %v", err)
-		}
-		want = append(want, last.ID)
-		for name, r := range map[string]*recorder{"publishing instance": ra, "other instance": rb} {
-			got := r.waitForID(ctx, t, last.ID)
-			if !slices.Equal(ids(got), want) {
-				t.Errorf("%s: got %d events, want %d exactly once in publish order", name, len(got), len(want))
-			}
-		}
-		got := rb.events()[0]
-		if got.BookID != 1 || got.Type != events.BookUpdated || string(got.Book) != `{"id":1,"title":"Book 1"}` {
-			t.Errorf("first event = %+v", got)
-		}
+		wantDeliveredOnceInOrder(ctx, t, a, 500, map[string]*recorder{"publishing instance": ra, "other instance": rb})
 	})
 
 	t.Run("PingOK", func(t *testing.T) {
@@ -223,14 +177,7 @@ func TestClusterDeliversOnceInOrderToEveryInstance(t *testing.T) {
 	t.Run("ErrWrongPasswordNotLeaked", func(t *testing.T) {
 		const secret = "s3cretPassw0rd"
 		u := strings.Replace(cl.seedURL(0, 1), "://", "://nobody:"+secret+"@", 1)
-		bus, err := redisbus.New(testCtx(t, 10*time.Second), redisbus.Options{URL: u, Cluster: true})
-		if err == nil {
-			bus.Close()
-			t.Fatal("New succeeded with credentials the cluster does not know")
-		}
-		if strings.Contains(err.Error(), secret) {
-			t.Errorf("error leaks the password: %q", err)
-		}
+		wantNewRefused(t, redisbus.Options{URL: u, Cluster: true}, "", secret) // credentials the cluster does not know
 	})
 }
 
@@ -241,18 +188,10 @@ func TestClusterSubscriptionFollowsSlotMove(t *testing.T) {
 	ctx := testCtx(t, 90*time.Second)
 	cl := startCluster(t)
 	prefix := testenv.Prefix(t)
-	logger, logs := newLogger()
+	logs := &testenv.LogBuffer{}
 	pub := newBus(t, redisbus.Options{URL: cl.seedURL(0), Cluster: true, Prefix: prefix})
-	sub := newBus(t, redisbus.Options{URL: cl.seedURL(1), Cluster: true, Prefix: prefix, Logger: logger})
-	r := newRecorder()
-	if err := sub.Subscribe(ctx, r.handle); err != nil {
-		t.Fatal(err)
-	}
-	first := testEvent(1)
-	if err := pub.Publish(ctx, first); err != nil {
-		t.Fatal(err)
-	}
-	r.waitForID(ctx, t, first.ID)
+	sub := newBus(t, redisbus.Options{URL: cl.seedURL(1), Cluster: true, Prefix: prefix, Logger: logs.Logger()})
+	r := subscribed(ctx, t, pub, sub)
 
 	src, slot := cl.owner(ctx, t, sub.Channel())
 	dst := cl.nodes[0]
@@ -260,8 +199,8 @@ func TestClusterSubscriptionFollowsSlotMove(t *testing.T) {
 		dst = cl.nodes[1]
 	}
 	moveSlot(ctx, t, cl, slot, src, dst)
-	logs.waitFor(ctx, t, "redis subscription lost")
-	logs.waitFor(ctx, t, "redis subscription restored")
+	logs.WaitFor(ctx, t, "redis subscription lost")
+	logs.WaitFor(ctx, t, "redis subscription restored")
 
 	// The publisher's slot map is stale too: its SPUBLISH meets a MOVED
 	// redirect, which is followed (it is not a retry: the command never ran).
@@ -271,36 +210,31 @@ func TestClusterSubscriptionFollowsSlotMove(t *testing.T) {
 	}
 	r.waitForID(ctx, t, next.ID)
 	if got := shardSubscribers(ctx, t, dst, sub.Channel()); got != 1 {
-		t.Errorf("new owner %s has %d sharded subscribers, want 1", dst.addr(), got)
+		t.Errorf("new owner %s has %d sharded subscribers, want 1", dst.Addr(), got)
 	}
 	if err := sub.Ping(ctx); err != nil {
 		t.Errorf("Ping after the move = %v", err)
 	}
-	if n := logs.count("redis subscription lost"); n != 1 {
-		t.Errorf("\"lost\" logged %d times, want once:\n%s", n, logs.String())
-	}
-	if n := logs.count("redis subscription restored"); n != 1 {
-		t.Errorf("\"restored\" logged %d times, want once:\n%s", n, logs.String())
-	}
+	wantRecoveredOnce(t, logs)
 }
 
 // moveSlot hands an empty slot from src to dst the way redis-cli reshard
 // does, then tells every node.
-func moveSlot(ctx context.Context, t testing.TB, cl *redisCluster, slot int, src, dst *redisServer) {
+func moveSlot(ctx context.Context, t testing.TB, cl *redisCluster, slot int, src, dst *testenv.RedisServer) {
 	t.Helper()
-	id := func(n *redisServer) string {
-		v, err := n.client(t).Do(ctx, "cluster", "myid").Text()
+	id := func(n *testenv.RedisServer) string {
+		v, err := client(t, n).Do(ctx, "cluster", "myid").Text()
 		if err != nil {
 			t.Fatal(err)
 		}
 		return v
 	}
 	srcID, dstID := id(src), id(dst)
-	setSlot := func(n *redisServer, args ...any) {
+	setSlot := func(n *testenv.RedisServer, args ...any) {
 		t.Helper()
 		cmd := append([]any{"cluster", "setslot", slot}, args...)
-		if err := n.client(t).Do(ctx, cmd...).Err(); err != nil {
-			t.Fatalf("%v on %s: %v", cmd, n.addr(), err)
+		if err := client(t, n).Do(ctx, cmd...).Err(); err != nil {
+			t.Fatalf("%v on %s: %v", cmd, n.Addr(), err)
 		}
 	}
 	setSlot(dst, "importing", srcID)
@@ -321,16 +255,16 @@ func moveSlot(ctx context.Context, t testing.TB, cl *redisCluster, slot int, src
 // the server while its connection is killed.
 func TestPublishIsNotResentAfterConnectionLoss(t *testing.T) {
 	ctx := testCtx(t, 90*time.Second)
-	single := startRedis(t, "")
+	single := testenv.StartRedis(t)
 	cl := startCluster(t)
 	tests := []struct {
 		name    string
 		url     string
 		cluster bool
-		node    func(channel string) *redisServer
+		node    func(channel string) *testenv.RedisServer
 	}{
-		{"SingleServer", single.url(), false, func(string) *redisServer { return single }},
-		{"Cluster", cl.seedURL(0), true, func(channel string) *redisServer {
+		{"SingleServer", single.URL(), false, func(string) *testenv.RedisServer { return single }},
+		{"Cluster", cl.seedURL(0), true, func(channel string) *testenv.RedisServer {
 			n, _ := cl.owner(ctx, t, channel)
 			return n
 		}},
@@ -340,17 +274,9 @@ func TestPublishIsNotResentAfterConnectionLoss(t *testing.T) {
 			prefix := testenv.Prefix(t)
 			opts := redisbus.Options{URL: tt.url, Cluster: tt.cluster, Sharded: true, Prefix: prefix}
 			pub, sub := newBus(t, opts), newBus(t, opts)
-			r := newRecorder()
-			if err := sub.Subscribe(ctx, r.handle); err != nil {
-				t.Fatal(err)
-			}
-			warm := testEvent(1) // connects the publisher and loads its slot map
-			if err := pub.Publish(ctx, warm); err != nil {
-				t.Fatal(err)
-			}
-			r.waitForID(ctx, t, warm.ID)
+			r := subscribed(ctx, t, pub, sub) // also connects the publisher and loads its slot map
 
-			admin := tt.node(pub.Channel()).client(t)
+			admin := client(t, tt.node(pub.Channel()))
 			if err := admin.Do(ctx, "client", "pause", 30000, "write").Err(); err != nil {
 				t.Fatal(err)
 			}
@@ -436,36 +362,15 @@ func TestClusterNewRefusesBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := redisbus.New(testCtx(t, 5*time.Second), redisbus.Options{URL: tt.url, Cluster: true})
-			if err == nil {
-				b.Close()
-				t.Fatal("New succeeded, want an error")
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("error %q does not mention %q", err, tt.want)
-			}
-			if strings.Contains(err.Error(), secret) {
-				t.Errorf("error leaks the password: %q", err)
-			}
+			wantNewRefused(t, redisbus.Options{URL: tt.url, Cluster: true}, tt.want, secret)
 		})
 	}
 
 	t.Run("ErrUnreachableSeedsNamedNotPassword", func(t *testing.T) {
-		ports := freePorts(t, 2)
+		ports := testenv.FreePorts(t, 2)
 		seeds := "127.0.0.1:" + ports[0]
 		u := "redis://user:" + secret + "@" + seeds + "?addr=127.0.0.1:" + ports[1]
-		_, err := redisbus.New(testCtx(t, 5*time.Second), redisbus.Options{
-			URL: u, Cluster: true, DialTimeout: time.Second,
-		})
-		if err == nil {
-			t.Fatal("New succeeded against closed ports")
-		}
-		if !strings.Contains(err.Error(), seeds) {
-			t.Errorf("error %q does not name the seed %s", err, seeds)
-		}
-		if strings.Contains(err.Error(), secret) {
-			t.Errorf("error leaks the password: %q", err)
-		}
+		wantNewRefused(t, redisbus.Options{URL: u, Cluster: true, DialTimeout: time.Second}, seeds, secret)
 	})
 }
 
@@ -477,18 +382,5 @@ func BenchmarkClusterPublish(b *testing.B) {
 	prefix := testenv.Prefix(b)
 	pub := newBus(b, redisbus.Options{URL: cl.seedURL(0), Cluster: true, Prefix: prefix})
 	sub := newBus(b, redisbus.Options{URL: cl.seedURL(2), Cluster: true, Prefix: prefix})
-	ctx := testCtx(b, 5*time.Minute)
-	got := make(chan struct{}, 1)
-	if err := sub.Subscribe(ctx, func(events.Event) { got <- struct{}{} }); err != nil {
-		b.Fatal(err)
-	}
-	ev := testEvent(1)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		if err := pub.Publish(ctx, ev); err != nil {
-			b.Fatal(err)
-		}
-		<-got
-	}
+	benchRoundTrip(b, pub, sub)
 }

@@ -1,14 +1,10 @@
 package redisbus_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/url"
-	"os/exec"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,99 +15,16 @@ import (
 	"github.com/bookhub/bookhub/internal/testenv"
 )
 
-// redisServer is a throwaway redis-server this test may kill, unlike the
-// shared one.
-type redisServer struct {
-	t    testing.TB
-	port string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
-}
-
-// startRedis starts redis-server on port ("" picks a free one), with extra
-// arguments appended, and waits until it says it accepts connections.
-func startRedis(t testing.TB, port string, extra ...string) *redisServer {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		testenv.Unavailable(t, "fault test needs the redis-server binary: %v", err)
-	}
-	if port == "" {
-		_, port, _ = net.SplitHostPort(closedAddr(t))
-	}
-	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", t.TempDir()}, extra...)
-	cmd := exec.Command(bin, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	s := &redisServer{t: t, port: port, cmd: cmd, done: make(chan struct{})}
-	ready := make(chan struct{})
-	var out strings.Builder
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		signaled := false
-		for sc.Scan() {
-			if !signaled {
-				out.WriteString(sc.Text() + "\n")
-				if strings.Contains(sc.Text(), "Ready to accept connections") {
-					signaled = true
-					close(ready)
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-		_ = cmd.Wait()
-		if !signaled {
-			close(ready)
-		}
-		close(s.done)
-	}()
-	t.Cleanup(s.kill)
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("redis-server did not become ready")
-	}
-	select {
-	case <-s.done:
-		t.Fatalf("redis-server exited at start:\n%s", out.String())
-	default:
-	}
-	return s
-}
-
-func (s *redisServer) url() string { return "redis://127.0.0.1:" + s.port + "/0" }
-
-// kill stops the server abruptly (SIGKILL), as a crash would, and waits for
-// it to be gone.
-func (s *redisServer) kill() {
-	_ = s.cmd.Process.Kill()
-	<-s.done
-}
-
 func TestSubscriptionRecoversAfterRedisRestart(t *testing.T) {
 	ctx := testCtx(t, 60*time.Second)
-	srv := startRedis(t, "")
-	logger, logs := newLogger()
-	pub := newBus(t, redisbus.Options{URL: srv.url(), DialTimeout: time.Second})
-	sub := newBus(t, redisbus.Options{URL: srv.url(), DialTimeout: time.Second, Logger: logger})
-	r := newRecorder()
-	if err := sub.Subscribe(ctx, r.handle); err != nil {
-		t.Fatal(err)
-	}
-	before := testEvent(1)
-	if err := pub.Publish(ctx, before); err != nil {
-		t.Fatal(err)
-	}
-	r.waitForID(ctx, t, before.ID)
+	srv := testenv.StartRedis(t)
+	logs := &testenv.LogBuffer{}
+	pub := newBus(t, redisbus.Options{URL: srv.URL(), DialTimeout: time.Second})
+	sub := newBus(t, redisbus.Options{URL: srv.URL(), DialTimeout: time.Second, Logger: logs.Logger()})
+	r := subscribed(ctx, t, pub, sub)
 
-	srv.kill()
-	logs.waitFor(ctx, t, "redis subscription lost")
+	srv.Stop()
+	logs.WaitFor(ctx, t, "redis subscription lost")
 
 	t.Run("ErrPublishWhileDown", func(t *testing.T) {
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -136,7 +49,7 @@ func TestSubscriptionRecoversAfterRedisRestart(t *testing.T) {
 		}
 	})
 
-	startRedis(t, srv.port)
+	srv.Start() // on the same port, as a restarted server would be
 	// Events published before the subscriber is back are lost (at most
 	// once), so publish until one arrives.
 	var after events.Event
@@ -165,12 +78,7 @@ func TestSubscriptionRecoversAfterRedisRestart(t *testing.T) {
 	if err := sub.Ping(ctx); err != nil {
 		t.Errorf("Ping after recovery = %v", err)
 	}
-	if n := logs.count("redis subscription lost"); n != 1 {
-		t.Errorf("\"lost\" logged %d times, want once:\n%s", n, logs.String())
-	}
-	if n := logs.count("redis subscription restored"); n != 1 {
-		t.Errorf("\"restored\" logged %d times, want once:\n%s", n, logs.String())
-	}
+	wantRecoveredOnce(t, logs)
 }
 
 // A link that dies without closing the socket (a partition) is only found
@@ -180,24 +88,16 @@ func TestHealthCheckReplacesSilentlyDeadLink(t *testing.T) {
 	direct := testenv.Redis(t)
 	prefix := testenv.Prefix(t)
 	px := startProxy(t, direct)
-	logger, logs := newLogger()
+	logs := &testenv.LogBuffer{}
 	sub := newBus(t, redisbus.Options{
-		URL: px.url(direct), Prefix: prefix, Logger: logger, HealthCheckInterval: 200 * time.Millisecond,
+		URL: px.url(direct), Prefix: prefix, Logger: logs.Logger(), HealthCheckInterval: 200 * time.Millisecond,
 	})
 	pub := newBus(t, redisbus.Options{Prefix: prefix})
-	r := newRecorder()
-	if err := sub.Subscribe(ctx, r.handle); err != nil {
-		t.Fatal(err)
-	}
-	first := testEvent(1)
-	if err := pub.Publish(ctx, first); err != nil {
-		t.Fatal(err)
-	}
-	r.waitForID(ctx, t, first.ID)
+	r := subscribed(ctx, t, pub, sub)
 
 	px.freeze()
-	logs.waitFor(ctx, t, "redis subscription lost")
-	logs.waitFor(ctx, t, "redis subscription restored")
+	logs.WaitFor(ctx, t, "redis subscription lost")
+	logs.WaitFor(ctx, t, "redis subscription restored")
 	next := testEvent(2)
 	if err := pub.Publish(ctx, next); err != nil {
 		t.Fatal(err)

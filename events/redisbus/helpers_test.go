@@ -1,11 +1,10 @@
 package redisbus_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -121,45 +120,100 @@ func testEvent(bookID int64) events.Event {
 	}
 }
 
-// logSink collects log lines and signals each write, so tests can wait for
-// a log line instead of sleeping.
-type logSink struct {
-	mu     sync.Mutex
-	buf    bytes.Buffer
-	notify chan struct{}
-}
-
-func newLogger() (*slog.Logger, *logSink) {
-	s := &logSink{notify: make(chan struct{}, 1)}
-	return slog.New(slog.NewTextHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug})), s
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	n, err := s.buf.Write(p)
-	s.mu.Unlock()
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
-	return n, err
-}
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-func (s *logSink) count(substr string) int { return strings.Count(s.String(), substr) }
-
-func (s *logSink) waitFor(ctx context.Context, t testing.TB, substr string) {
+// wantNewRefused checks that New fails for opts with an error that
+// mentions want and never repeats secret, the password in opts.URL.
+func wantNewRefused(t testing.TB, opts redisbus.Options, want, secret string) {
 	t.Helper()
-	for !strings.Contains(s.String(), substr) {
-		select {
-		case <-s.notify:
-		case <-ctx.Done():
-			t.Fatalf("waiting for log %q: %v; log so far:\n%s", substr, ctx.Err(), s.String())
+	b, err := redisbus.New(testCtx(t, 10*time.Second), opts)
+	if err == nil {
+		b.Close()
+		t.Fatal("New succeeded, want an error")
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not mention %q", err, want)
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Errorf("error leaks the password: %q", err)
+	}
+}
+
+// subscribed subscribes a new recorder to sub and waits until an event
+// published on pub reaches it, so the subscription is known to be live
+// (and pub connected) before a test starts breaking things.
+func subscribed(ctx context.Context, t testing.TB, pub, sub *redisbus.Bus) *recorder {
+	t.Helper()
+	r := newRecorder()
+	if err := sub.Subscribe(ctx, r.handle); err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	first := testEvent(1)
+	if err := pub.Publish(ctx, first); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	r.waitForID(ctx, t, first.ID)
+	return r
+}
+
+// wantDeliveredOnceInOrder publishes n events and then a last one on pub,
+// and checks that every recorder (named for the error message) got exactly
+// those, once each, in publish order, with the payload intact.
+func wantDeliveredOnceInOrder(ctx context.Context, t testing.TB, pub *redisbus.Bus, n int, recs map[string]*recorder) {
+	t.Helper()
+	var want []string
+	for i := range n {
+		ev := testEvent(int64(i + 1))
+		if err := pub.Publish(ctx, ev); err != nil {
+			t.Fatalf("Publish %d: %v", i, err)
 		}
+		want = append(want, ev.ID)
+	}
+	// A last event published after the others: once it is in, any
+	// duplicate of an earlier one would have arrived before it.
+	last := testEvent(0)
+	if err := pub.Publish(ctx, last); err != nil {
+		t.Fatalf("Publish last: %v", err)
+	}
+	want = append(want, last.ID)
+	for name, r := range recs {
+		got := r.waitForID(ctx, t, last.ID)
+		if !slices.Equal(ids(got), want) {
+			t.Errorf("%s: got %d events, want %d exactly once in publish order", name, len(got), len(want))
+			continue
+		}
+		if first := got[0]; first.BookID != 1 || first.Type != events.BookUpdated || first.Origin != "test" ||
+			string(first.Book) != `{"id":1,"title":"Book 1"}` {
+			t.Errorf("%s: first event = %+v", name, first)
+		}
+	}
+}
+
+// wantRecoveredOnce checks that the bus logged exactly one lost and one
+// restored subscription: one outage, one recovery, no flapping.
+func wantRecoveredOnce(t testing.TB, logs *testenv.LogBuffer) {
+	t.Helper()
+	for _, msg := range []string{"redis subscription lost", "redis subscription restored"} {
+		if n := logs.Count(msg); n != 1 {
+			t.Errorf("%q logged %d times, want once:\n%s", msg, n, logs)
+		}
+	}
+}
+
+// benchRoundTrip measures publishing one event on pub until sub's handler
+// has it, one event in flight at a time.
+func benchRoundTrip(b *testing.B, pub, sub *redisbus.Bus) {
+	b.Helper()
+	ctx := testCtx(b, 5*time.Minute)
+	got := make(chan struct{}, 1)
+	if err := sub.Subscribe(ctx, func(events.Event) { got <- struct{}{} }); err != nil {
+		b.Fatal(err)
+	}
+	ev := testEvent(1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := pub.Publish(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+		<-got
 	}
 }

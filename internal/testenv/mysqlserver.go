@@ -1,12 +1,9 @@
 package testenv
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -18,8 +15,7 @@ type MySQLServer struct {
 	t    testing.TB
 	Port string
 	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *process
 }
 
 // StartMySQL initialises a data folder and starts mariadbd on a free
@@ -32,7 +28,7 @@ func StartMySQL(t testing.TB) *MySQLServer {
 			Unavailable(t, "this test starts its own MariaDB and needs %s: %v", bin, err)
 		}
 	}
-	s := &MySQLServer{t: t, Port: freePort(t), dir: t.TempDir()}
+	s := &MySQLServer{t: t, Port: FreePorts(t, 1)[0], dir: t.TempDir()}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	install := exec.CommandContext(ctx, "mariadb-install-db", "--no-defaults", "--datadir="+filepath.Join(s.dir, "data"),
@@ -53,51 +49,15 @@ func (s *MySQLServer) URL() string { return "mysql://root@127.0.0.1:" + s.Port +
 // accepts connections.
 func (s *MySQLServer) Start() {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.Command("mariadbd", "--no-defaults", "--datadir="+filepath.Join(s.dir, "data"), //nolint:noctx // outlives this call; Stop ends it
+	s.proc = startProcess(s.t, 30*time.Second, "ready for connections", "mariadbd",
+		"--no-defaults", "--datadir="+filepath.Join(s.dir, "data"),
 		"--port="+s.Port, "--bind-address=127.0.0.1", "--socket="+filepath.Join(s.dir, "sock"),
 		"--user=root", "--innodb-buffer-pool-size=16M", "--skip-log-bin", "--skip-name-resolve")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("start mariadbd: %v", err)
-	}
-	s.cmd, s.done = cmd, make(chan struct{})
-	ready := make(chan struct{})
-	var log strings.Builder
-	go func(done chan struct{}) {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
-			if strings.Contains(sc.Text(), "ready for connections") {
-				close(ready)
-				break
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-		_ = cmd.Wait()
-		close(done)
-	}(s.done)
-	select {
-	case <-ready:
-	case <-s.done:
-		s.t.Fatalf("mariadbd on port %s exited at start:\n%s", s.Port, log.String())
-	case <-ctx.Done():
-		s.Stop()
-		s.t.Fatal("mariadbd did not become ready within 30s")
-	}
 }
 
 // Stop kills the server (SIGKILL: a crash) and waits for it to exit.
 // Stopping a stopped server does nothing.
 func (s *MySQLServer) Stop() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill()
-	<-s.done
-	s.cmd = nil
+	s.proc.kill()
+	s.proc = nil
 }

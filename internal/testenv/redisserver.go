@@ -1,12 +1,7 @@
 package testenv
 
 import (
-	"bufio"
-	"context"
-	"io"
-	"net"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 )
@@ -15,11 +10,12 @@ import (
 // again, unlike the shared one. It listens on 127.0.0.1 only and keeps
 // nothing on disk.
 type RedisServer struct {
-	t    testing.TB
+	t testing.TB
+	// Port is the loopback port the server listens on; it stays the same
+	// across Stop and Start, so clients can reconnect as after a crash.
 	Port string
 	args []string
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *process
 }
 
 // StartRedis starts a private redis-server on a free loopback port, with
@@ -28,77 +24,41 @@ type RedisServer struct {
 // BOOKHUB_REQUIRE_SERVICES=1).
 func StartRedis(t testing.TB, extra ...string) *RedisServer {
 	t.Helper()
+	return StartRedisOn(t, FreePorts(t, 1)[0], extra...)
+}
+
+// StartRedisOn is StartRedis on a port the caller picked, for setups that
+// must know ports in advance, such as a cluster whose nodes also need a
+// separate bus port each (see FreePorts).
+func StartRedisOn(t testing.TB, port string, extra ...string) *RedisServer {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		Unavailable(t, "this test starts its own Redis and needs the redis-server binary: %v", err)
 	}
-	s := &RedisServer{t: t, Port: freePort(t), args: extra}
+	s := &RedisServer{t: t, Port: port, args: extra}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
 }
 
-// URL is the server's redis:// URL.
-func (s *RedisServer) URL() string { return "redis://127.0.0.1:" + s.Port + "/0" }
+// Addr is the server's host:port, for clients that take an address.
+func (s *RedisServer) Addr() string { return "127.0.0.1:" + s.Port }
 
-// Start (re)starts the server on its port and waits until it accepts
-// connections.
+// URL is the server's redis:// URL.
+func (s *RedisServer) URL() string { return "redis://" + s.Addr() + "/0" }
+
+// Start (re)starts the server on its port, with a fresh empty data folder,
+// and waits until it accepts connections.
 func (s *RedisServer) Start() {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	args := append([]string{"--port", s.Port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", s.t.TempDir()}, s.args...)
-	cmd := exec.Command("redis-server", args...) //nolint:noctx // the server outlives this call; Stop ends it
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("start redis-server: %v", err)
-	}
-	s.cmd, s.done = cmd, make(chan struct{})
-	ready := make(chan struct{})
-	go func(done chan struct{}) {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "Ready to accept connections") {
-				close(ready)
-				break
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-		_ = cmd.Wait()
-		close(done)
-	}(s.done)
-	select {
-	case <-ready:
-	case <-s.done:
-		s.t.Fatalf("redis-server on port %s exited at start (port taken?)", s.Port)
-	case <-ctx.Done():
-		s.Stop()
-		s.t.Fatal("redis-server did not become ready within 10s")
-	}
+	s.proc = startProcess(s.t, 10*time.Second, "Ready to accept connections", "redis-server", args...)
 }
 
 // Stop kills the server (SIGKILL: a crash, not a clean shutdown) and waits
 // for it to exit. Stopping a stopped server does nothing.
 func (s *RedisServer) Stop() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill()
-	<-s.done
-	s.cmd = nil
-}
-
-func freePort(t testing.TB) string {
-	t.Helper()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
+	s.proc.kill()
+	s.proc = nil
 }
