@@ -168,7 +168,7 @@ func (c *conn) writeLoop() {
 		defer t.Stop()
 		expire = t.C
 	}
-	var deadline frameDeadline
+	deadline := frameDeadline{expired: func() { c.setReason(ReasonWriteError) }}
 	defer deadline.release()
 	for {
 		select {
@@ -221,12 +221,20 @@ type frameDeadline struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	timer  *time.Timer
+	// expired runs when a frame stalls, before the socket is torn down, so
+	// the reader (which sees the socket die too) cannot claim the reason.
+	expired func()
 }
 
 func (d *frameDeadline) arm(timeout time.Duration) context.Context {
 	if d.ctx == nil {
 		d.ctx, d.cancel = context.WithCancel(context.Background())
-		d.timer = time.AfterFunc(timeout, d.cancel)
+		d.timer = time.AfterFunc(timeout, func() {
+			if d.expired != nil {
+				d.expired()
+			}
+			d.cancel()
+		})
 		return d.ctx
 	}
 	d.timer.Reset(timeout)
