@@ -29,9 +29,9 @@ run:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/bookhub ./cmd/bookhub
 
-## test: gofmt + vet + every test with the race detector
+## test: gofmt + vet + every test with the race detector (TESTFLAGS=-count=1 skips the cache)
 test: fmt vet
-	$(GO) test -race -timeout 20m ./...
+	$(GO) test -race -timeout 20m $(TESTFLAGS) ./...
 
 ## test-short: unit tests only, no race detector (fast feedback)
 test-short:
