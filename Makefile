@@ -80,7 +80,8 @@ loadtest:
 	export BOOKHUB_TOKEN BOOKHUB_WRITER_TOKEN BOOKHUB_ADMIN_TOKEN && \
 	docker compose --profile loadtest run --rm k6 run /scripts/$(K6_SCRIPT)
 
-## loadtest-local: the Go load generator against BOOKHUB_TARGETS (default: one local instance)
+## loadtest-local: the Go load generator against BOOKHUB_TARGETS (default: one local instance);
+## tokens are minted from BOOKHUB_JWT_SECRET (embedded mode: BOOKHUB_JWT_SECRET=$$(cat data/jwt-secret))
 BOOKHUB_TARGETS ?= http://127.0.0.1:8080
 loadtest-local:
 	$(GO) run ./loadtest/cmd/bookhub-loadtest -targets $(BOOKHUB_TARGETS) \
