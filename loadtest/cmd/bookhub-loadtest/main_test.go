@@ -104,7 +104,8 @@ func TestRunExitStatus(t *testing.T) {
 	})
 	t.Run("UnreachableTargetIs1AndWritesReports", func(t *testing.T) {
 		dir := t.TempDir()
-		jsonPath, htmlPath, svgPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.html"), filepath.Join(dir, "r.svg")
+		// Reports may name a folder that does not exist yet.
+		jsonPath, htmlPath, svgPath := filepath.Join(dir, "out", "r.json"), filepath.Join(dir, "r.html"), filepath.Join(dir, "r.svg")
 		var stdout, stderr bytes.Buffer
 		// Port 1 on loopback refuses connections at once.
 		code := run(ctx, []string{"-targets", "http://127.0.0.1:1", "-subscribers", "3", "-writes", "2",
