@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 )
 
@@ -14,17 +15,18 @@ var ErrClosed = errors.New("events: bus closed")
 // delivery order equals publish order. The zero value is not usable; call
 // NewMemory.
 type Memory struct {
-	mu       sync.RWMutex
-	closed   bool
-	nextID   int
-	handlers map[int]Handler
+	mu     sync.RWMutex
+	closed bool
+	// subs is in subscription order; each entry is a pointer so that
+	// unsubscribing can find its own even when handlers compare equal.
+	subs []*Handler
 }
 
 var _ Bus = (*Memory)(nil)
 
 // NewMemory returns an empty in-process bus.
 func NewMemory() *Memory {
-	return &Memory{handlers: make(map[int]Handler)}
+	return &Memory{}
 }
 
 // Publish delivers ev to every current handler before returning.
@@ -37,10 +39,8 @@ func (m *Memory) Publish(ctx context.Context, ev Event) error {
 	if m.closed {
 		return ErrClosed
 	}
-	for id := 0; id < m.nextID; id++ {
-		if h, ok := m.handlers[id]; ok {
-			h(ev)
-		}
+	for _, h := range m.subs {
+		(*h)(ev)
 	}
 	return nil
 }
@@ -52,12 +52,11 @@ func (m *Memory) Subscribe(ctx context.Context, h Handler) error {
 	if m.closed {
 		return ErrClosed
 	}
-	id := m.nextID
-	m.nextID++
-	m.handlers[id] = h
+	entry := &h
+	m.subs = append(m.subs, entry)
 	context.AfterFunc(ctx, func() {
 		m.mu.Lock()
-		delete(m.handlers, id)
+		m.subs = slices.DeleteFunc(m.subs, func(e *Handler) bool { return e == entry })
 		m.mu.Unlock()
 	})
 	return nil
@@ -78,6 +77,6 @@ func (m *Memory) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	clear(m.handlers)
+	m.subs = nil
 	return nil
 }

@@ -19,20 +19,18 @@ import (
 type Metrics struct {
 	reg *prometheus.Registry
 
-	connections     prometheus.Gauge
-	subsAll         prometheus.Gauge
-	subsBook        prometheus.Gauge
-	published       prometheus.Counter
-	received        prometheus.Counter
-	delivered       prometheus.Counter
-	slowConsumers   prometheus.Counter
-	disconnects     *prometheus.CounterVec
-	fanout          prometheus.Histogram
-	httpDuration    *prometheus.HistogramVec
-	storeErrors     prometheus.Counter
-	busErrors       *prometheus.CounterVec
-	busPublishError prometheus.Counter
-	busReceiveError prometheus.Counter
+	connections   prometheus.Gauge
+	subsAll       prometheus.Gauge
+	subsBook      prometheus.Gauge
+	published     prometheus.Counter
+	received      prometheus.Counter
+	delivered     prometheus.Counter
+	slowConsumers prometheus.Counter
+	disconnects   *prometheus.CounterVec
+	fanout        prometheus.Histogram
+	httpDuration  *prometheus.HistogramVec
+	storeErrors   prometheus.Counter
+	busErrors     *prometheus.CounterVec
 }
 
 // New registers bookhub's collectors, plus Go runtime and process
@@ -55,8 +53,6 @@ func New(instance string) *Metrics {
 		prometheus.DefBuckets, []string{"method", "route", "status"})
 	m.storeErrors = f.counter("bookhub_store_errors_total", "Database operations that failed for a server-side reason (unreachable, driver error); not found, conflicts and stale versions are not errors.")
 	m.busErrors = f.counterVec("bookhub_bus_errors_total", "Event bus failures by operation.", []string{"op"})
-	m.busPublishError = m.busErrors.WithLabelValues("publish")
-	m.busReceiveError = m.busErrors.WithLabelValues("receive")
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -106,24 +102,10 @@ func (m *Metrics) EventPublished() { m.published.Inc() }
 // EventReceived counts an event that arrived from the bus.
 func (m *Metrics) EventReceived() { m.received.Inc() }
 
-// BusPublishFailed counts a failed publish (the event was lost).
-func (m *Metrics) BusPublishFailed() { m.busPublishError.Inc() }
-
-// BusReceiveFailed counts an event that could not be read from the bus.
-func (m *Metrics) BusReceiveFailed() { m.busReceiveError.Inc() }
-
-// BusError counts a bus failure by operation ("subscribe": a lost
-// subscription; "receive": an unreadable event).
-func (m *Metrics) BusError(op string) {
-	switch op {
-	case "receive":
-		m.busReceiveError.Inc()
-	case "publish":
-		m.busPublishError.Inc()
-	default:
-		m.busErrors.WithLabelValues(op).Inc()
-	}
-}
+// BusError counts a bus failure by operation: "publish" (the event was
+// lost), "subscribe" (a subscription was lost) or "receive" (an unreadable
+// event). Failures are rare, so the label lookup per call costs nothing.
+func (m *Metrics) BusError(op string) { m.busErrors.WithLabelValues(op).Inc() }
 
 // ObserveRequest records one REST request; it matches rest.Options.Observe.
 func (m *Metrics) ObserveRequest(method, route string, status int, d time.Duration) {

@@ -30,7 +30,7 @@ func TestObserverCounts(t *testing.T) {
 	m.SlowConsumer()
 	m.EventPublished()
 	m.EventReceived()
-	m.BusPublishFailed()
+	m.BusError("publish")
 	m.ObserveRequest("GET", "/api/v1/books/:id", 200, 5*time.Millisecond)
 	m.ObserveRequest("POST", "/api/v1/books", 503, 5*time.Millisecond)
 	m.StoreError()

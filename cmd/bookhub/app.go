@@ -241,7 +241,7 @@ func (a *App) relay(ev events.Event) {
 	a.metrics.EventReceived()
 	payload, err := json.Marshal(ev)
 	if err != nil {
-		a.metrics.BusReceiveFailed()
+		a.metrics.BusError("receive")
 		a.log.Error("encode event for websocket", "event_id", ev.ID, "err", err)
 		return
 	}
