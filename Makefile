@@ -65,6 +65,9 @@ K6_SCRIPT    ?= ws_fanout.js
 K6_TOKEN_TTL ?= 2h
 
 ## up / down: 3 replicas behind nginx (:8080) + MySQL, Redis, Prometheus (:9091), Grafana (:3000); needs Docker
+# The k6 scripts share one viewer token over all their sockets, more than the
+# default per-subject cap of 100 per replica: the kit's stack raises it.
+up: export BOOKHUB_WS_MAX_CONNS_PER_SUBJECT ?= 1000
 up:
 	docker compose up -d --build --wait
 

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,13 +34,17 @@ const (
 	EnvLogLevel     = "BOOKHUB_LOG_LEVEL"
 	EnvLogFormat    = "BOOKHUB_LOG_FORMAT"
 	EnvOrigins      = "BOOKHUB_ALLOWED_ORIGINS"
+	// EnvWSMaxConnsPerSubject caps the sockets one token subject may hold
+	// open on one instance.
+	EnvWSMaxConnsPerSubject = "BOOKHUB_WS_MAX_CONNS_PER_SUBJECT"
 )
 
 // EnvNames lists every environment variable bookhub reads, so deployment
 // files can be checked against it.
 func EnvNames() []string {
 	return []string{EnvAddr, EnvDatabaseURL, EnvRedisURL, EnvRedisPrefix, EnvRedisSharded, EnvRedisCluster,
-		EnvJWTSecret, EnvInstance, EnvMetricsAddr, EnvDataDir, EnvLogLevel, EnvLogFormat, EnvOrigins}
+		EnvJWTSecret, EnvInstance, EnvMetricsAddr, EnvDataDir, EnvLogLevel, EnvLogFormat, EnvOrigins,
+		EnvWSMaxConnsPerSubject}
 }
 
 // Secret is a string that prints as "[redacted]" in logs and %v.
@@ -86,9 +91,33 @@ type Config struct {
 	// AllowedOrigins are host patterns allowed to open WebSockets from a
 	// browser page of another origin (same-origin is always allowed).
 	AllowedOrigins []string
+	// WSMaxConnsPerSubject caps the WebSocket connections one token subject
+	// may hold on this instance (hub.Options.MaxConnsPerSubject); -1 means
+	// no cap. Never 0: Load refuses it, since "0 sockets" and "unlimited"
+	// are both plausible readings.
+	WSMaxConnsPerSubject int
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout time.Duration
+	// ReadTimeout bounds how long a client may take to send its request
+	// line and headers, and is the base allowance for its body.
+	ReadTimeout time.Duration
+	// ReadMinRate, in bytes per second, is the slowest upload the body
+	// deadline still waits for: a body of n bytes must arrive within
+	// ReadTimeout + n/ReadMinRate.
+	ReadMinRate int64
 }
+
+// Defaults of the flag-only settings.
+const (
+	DefaultShutdownTimeout = 10 * time.Second
+	DefaultReadTimeout     = 10 * time.Second
+	DefaultReadMinRate     = 16 << 10
+)
+
+// DefaultWSMaxConnsPerSubject is the default of EnvWSMaxConnsPerSubject,
+// the hub's own default (hub.DefaultMaxConnsPerSubject): generous for a
+// person with many tabs and devices, small for one leaked token.
+const DefaultWSMaxConnsPerSubject = 100
 
 // Embedded reports whether the instance runs without external services.
 func (c Config) Embedded() bool { return c.DatabaseURL == "" }
@@ -107,12 +136,15 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		MetricsAddr:     getenv(EnvMetricsAddr),
 		DataDir:         envOr(getenv, EnvDataDir, "data"),
 		LogFormat:       envOr(getenv, EnvLogFormat, "text"),
-		ShutdownTimeout: 10 * time.Second,
+		ShutdownTimeout: DefaultShutdownTimeout,
+		ReadTimeout:     DefaultReadTimeout,
+		ReadMinRate:     DefaultReadMinRate,
 	}
 	level := envOr(getenv, EnvLogLevel, "info")
 	sharded := getenv(EnvRedisSharded)
 	cluster := getenv(EnvRedisCluster)
 	origins := getenv(EnvOrigins)
+	wsMaxConns := envOr(getenv, EnvWSMaxConnsPerSubject, strconv.Itoa(DefaultWSMaxConnsPerSubject))
 
 	fs := flag.NewFlagSet("bookhub serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -128,7 +160,10 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.StringVar(&level, "log-level", level, "debug|info|warn|error ($"+EnvLogLevel+")")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text|json ($"+EnvLogFormat+")")
 	fs.StringVar(&origins, "allowed-origins", origins, "comma-separated browser origins allowed to open sockets ($"+EnvOrigins+")")
+	fs.StringVar(&wsMaxConns, "ws-max-conns-per-subject", wsMaxConns, "WebSocket connections one token subject may hold on this instance; -1 = no cap ($"+EnvWSMaxConnsPerSubject+")")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful stop may take")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "time allowed for request headers, and the base allowance of a body")
+	fs.Int64Var(&c.ReadMinRate, "read-min-rate", c.ReadMinRate, "slowest body upload waited for, in bytes per second")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -149,6 +184,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	}
 	if c.RedisCluster {
 		c.RedisSharded = true
+	}
+	if c.WSMaxConnsPerSubject, err = parseConnCap(EnvWSMaxConnsPerSubject, wsMaxConns); err != nil {
+		errs = append(errs, err)
 	}
 	for _, o := range strings.Split(origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -200,7 +238,21 @@ func (c Config) validate() []error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown-timeout: must be positive"))
 	}
+	if c.ReadTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("read-timeout: must be positive"))
+	}
+	if c.ReadMinRate <= 0 {
+		errs = append(errs, fmt.Errorf("read-min-rate: must be positive"))
+	}
 	return errs
+}
+
+func parseConnCap(name, v string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || (n < 1 && n != -1) {
+		return 0, fmt.Errorf("%s: %q is not a positive number of connections, or -1 for no cap", name, v)
+	}
+	return n, nil
 }
 
 func parseBool(name, v string) (bool, error) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bookhub/bookhub/config"
 )
@@ -23,6 +24,48 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.Addr != ":8080" || !c.Embedded() || c.RedisPrefix != "bookhub:" || c.DataDir != "data" || c.LogLevel != slog.LevelInfo || c.Instance == "" {
 		t.Fatalf("defaults = %+v", c)
+	}
+}
+
+func TestReadDeadlineSettings(t *testing.T) {
+	c, err := config.Load(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ReadTimeout != config.DefaultReadTimeout || c.ReadMinRate != config.DefaultReadMinRate {
+		t.Fatalf("defaults: read timeout %s, min rate %d", c.ReadTimeout, c.ReadMinRate)
+	}
+	c, err = config.Load([]string{"--read-timeout", "3s", "--read-min-rate", "1024"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ReadTimeout != 3*time.Second || c.ReadMinRate != 1024 {
+		t.Fatalf("flags: read timeout %s, min rate %d", c.ReadTimeout, c.ReadMinRate)
+	}
+}
+
+func TestWSMaxConnsPerSubject(t *testing.T) {
+	cases := []struct {
+		name string
+		env  string
+		args []string
+		want int
+	}{
+		{"Default", "", nil, config.DefaultWSMaxConnsPerSubject},
+		{"Env", "5", nil, 5},
+		{"FlagOverridesEnv", "5", []string{"--ws-max-conns-per-subject", "7"}, 7},
+		{"NoCap", "-1", nil, -1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := config.Load(tc.args, env(map[string]string{config.EnvWSMaxConnsPerSubject: tc.env}), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.WSMaxConnsPerSubject != tc.want {
+				t.Fatalf("WSMaxConnsPerSubject = %d, want %d", c.WSMaxConnsPerSubject, tc.want)
+			}
+		})
 	}
 }
 
@@ -85,6 +128,11 @@ func TestErrorsNameTheSetting(t *testing.T) {
 		{"BadFormat", map[string]string{config.EnvLogFormat: "xml"}, nil, config.EnvLogFormat},
 		{"BadSharded", map[string]string{config.EnvRedisSharded: "maybe"}, nil, config.EnvRedisSharded},
 		{"BadCluster", map[string]string{config.EnvRedisCluster: "2"}, nil, config.EnvRedisCluster},
+		{"ZeroReadTimeout", nil, []string{"--read-timeout", "0s"}, "read-timeout"},
+		{"NegativeReadMinRate", nil, []string{"--read-min-rate", "-1"}, "read-min-rate"},
+		{"ZeroWSMaxConns", map[string]string{config.EnvWSMaxConnsPerSubject: "0"}, nil, config.EnvWSMaxConnsPerSubject},
+		{"NegativeWSMaxConns", map[string]string{config.EnvWSMaxConnsPerSubject: "-5"}, nil, config.EnvWSMaxConnsPerSubject},
+		{"BadWSMaxConns", nil, []string{"--ws-max-conns-per-subject", "lots"}, config.EnvWSMaxConnsPerSubject},
 		{"UnknownFlag", nil, []string{"--nope"}, "nope"},
 		{"ExtraArgs", nil, []string{"extra"}, "unexpected"},
 	}

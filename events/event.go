@@ -24,6 +24,18 @@ const (
 	BookDeleted Type = "book.deleted"
 )
 
+// Known reports whether t is one of the types above. A bus that receives
+// events from outside the process (Redis) refuses any other type, so a
+// forged or future type never reaches a client; a new type must be added
+// here to be carried.
+func (t Type) Known() bool {
+	switch t {
+	case BookCreated, BookUpdated, BookDeleted:
+		return true
+	}
+	return false
+}
+
 // ChannelBooks is the channel that carries every book change. Each book also
 // has its own channel, named by BookChannel.
 const ChannelBooks = "books"

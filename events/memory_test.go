@@ -79,3 +79,14 @@ func TestChannels(t *testing.T) {
 		t.Fatalf("Channels = %v", got)
 	}
 }
+
+func TestTypeKnown(t *testing.T) {
+	for typ, want := range map[events.Type]bool{
+		events.BookCreated: true, events.BookUpdated: true, events.BookDeleted: true,
+		"book.hacked": false, "": false, "BOOK.CREATED": false,
+	} {
+		if got := typ.Known(); got != want {
+			t.Errorf("Type(%q).Known() = %v, want %v", typ, got, want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 )
@@ -24,6 +25,11 @@ var (
 	closeSlowConsumer = closeRequest{websocket.StatusPolicyViolation, "slow consumer: send queue full", ReasonSlowConsumer}
 	closeTokenExpired = closeRequest{3000, "token expired", ReasonTokenExpired} // 3000: IANA "Unauthorized"
 	closeShutdown     = closeRequest{websocket.StatusGoingAway, "server shutting down", ReasonShutdown}
+	// RFC 6455 section 8.1: a text frame that is not UTF-8 fails the
+	// connection with 1007. Answering it with an error frame would mean
+	// echoing (or mangling) the bytes, and a peer that sends broken text
+	// cannot be trusted to parse what follows.
+	closeInvalidUTF8 = closeRequest{websocket.StatusInvalidFramePayloadData, "text frame is not valid UTF-8", ReasonInvalidUTF8}
 )
 
 // conn is one subscriber. Idle sockets are the common case, so the struct is
@@ -279,7 +285,8 @@ func (c *conn) ping() error {
 }
 
 // readLoop reads client messages until the socket fails, and answers them
-// through the send queue.
+// through the send queue. A text frame that is not UTF-8 ends it: the writer
+// closes the socket with 1007 and the close handshake reads the rest.
 func (c *conn) readLoop() {
 	ctx := context.Background() // no deadline: an idle subscriber is normal
 	for {
@@ -291,6 +298,11 @@ func (c *conn) readLoop() {
 		if typ != websocket.MessageText {
 			c.reply(errorReply(nil, codeBinaryUnsupported))
 			continue
+		}
+		if !utf8.Valid(data) {
+			c.logf(slog.LevelInfo, "hub: invalid UTF-8 in a text frame", slog.Int("bytes", len(data)))
+			c.requestClose(closeInvalidUTF8)
+			return
 		}
 		c.handle(data)
 	}
@@ -324,7 +336,7 @@ func (c *conn) handle(data []byte) {
 			return
 		}
 		ch := *m.Channel
-		if !c.hub.opts.ValidChannel(ch) {
+		if len(ch) > MaxChannelLen || !c.hub.opts.ValidChannel(ch) {
 			c.reply(errorReply(m.ID, codeUnknownChannel))
 			return
 		}

@@ -8,3 +8,6 @@ func EncodeEventFrame(channel string, event []byte) ([]byte, error) {
 	}
 	return appendEventFrame(make([]byte, 0, eventFrameLen(channel, body)), channel, body), nil
 }
+
+// ParseSubscribe exposes the ?subscribe= parser to the black-box benchmarks.
+func (h *Hub) ParseSubscribe(values []string) ([]string, error) { return h.parseSubscribe(values) }

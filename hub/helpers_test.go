@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -34,8 +35,9 @@ func validChannel(ch string) bool {
 	return err == nil && n > 0 && strconv.FormatInt(n, 10) == id
 }
 
-// authenticate accepts the tokens "alice" (viewer, 1h) and "short-<ms>"
-// (expires after that many milliseconds), from the header or ?token=.
+// authenticate accepts the tokens "alice" (viewer, 1h), "short-<ms>" (bob,
+// expires after that many milliseconds) and "user-<name>" (viewer <name>,
+// never expires), from the header or ?token=.
 func authenticate(r *http.Request) (hub.Identity, error) {
 	tok := r.URL.Query().Get("token")
 	if h, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
@@ -50,6 +52,8 @@ func authenticate(r *http.Request) (hub.Identity, error) {
 			return hub.Identity{}, err
 		}
 		return hub.Identity{Subject: "bob", Role: "editor", ExpiresAt: time.Now().Add(time.Duration(ms) * time.Millisecond)}, nil
+	case strings.HasPrefix(tok, "user-"):
+		return hub.Identity{Subject: strings.TrimPrefix(tok, "user-"), Role: "viewer"}, nil
 	case tok == "":
 		return hub.Identity{}, errors.New("missing token")
 	default:
@@ -224,6 +228,10 @@ func (c *client) readRaw() string {
 	}
 	if typ != websocket.MessageText {
 		c.t.Fatalf("got a %v frame, want text", typ)
+	}
+	// Whatever a client sent, the server's own text frames must be UTF-8.
+	if !utf8.Valid(b) {
+		c.t.Fatalf("server sent invalid UTF-8: %q", b)
 	}
 	return string(b)
 }

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,7 +74,19 @@ const (
 	ReasonSlowConsumer   = "slow_consumer"   // the send queue overflowed (closed with 1008)
 	ReasonTokenExpired   = "token_expired"   // Identity.ExpiresAt passed (closed with 3000)
 	ReasonShutdown       = "shutdown"        // Shutdown was called (closed with 1001)
+	ReasonInvalidUTF8    = "invalid_utf8"    // a text frame was not valid UTF-8 (closed with 1007)
 )
+
+// queryAllowance is the room in the handshake's query for everything but
+// ?subscribe=: a token (bookhub's are a few hundred bytes) and whatever a
+// client library adds.
+const queryAllowance = 8 << 10
+
+// MaxChannelLen caps the length in bytes of one channel name, in ?subscribe=
+// and in subscribe messages. Longer names are refused without consulting
+// Options.ValidChannel, so a hostile name costs nothing to refuse and never
+// reaches an injected validator.
+const MaxChannelLen = 128
 
 // Options configure a Hub. Zero values take the documented defaults.
 type Options struct {
@@ -81,7 +94,8 @@ type Options struct {
 	Authenticate Authenticator
 	// ValidChannel is required; it decides which channel names clients may
 	// subscribe to. Names it accepts are written into frames verbatim (JSON
-	// escaped), so it is also the hub's only input filter for them.
+	// escaped), so it is also the hub's only input filter for them. It is
+	// never called with a name longer than MaxChannelLen.
 	ValidChannel func(string) bool
 	// Instance names this process in the welcome frame, so a client behind a
 	// load balancer can tell which instance it reached.
@@ -89,8 +103,9 @@ type Options struct {
 	// Logger receives connection lifecycle logs. Nil means slog.Default().
 	Logger *slog.Logger
 	// OriginPatterns authorises cross-origin browsers; see
-	// websocket.AcceptOptions.OriginPatterns. The request host is always
-	// allowed.
+	// websocket.AcceptOptions.OriginPatterns, whose rule the hub applies
+	// itself so that a refusal is a 403 problem document. The request host
+	// is always allowed; New refuses a malformed pattern.
 	OriginPatterns []string
 	// SendQueueMessages caps the frames pending per connection (queued plus
 	// being written). Default 512.
@@ -108,8 +123,21 @@ type Options struct {
 	// ReadLimit caps one client message; a bigger one closes the socket with
 	// 1009. Default 4096 bytes: clients only send small control messages.
 	ReadLimit int64
-	// MaxSubscriptions caps the channels of one connection. Default 64.
+	// MaxSubscriptions caps the channels of one connection. Default 64. It
+	// also bounds the handshake's query: the ?subscribe= values may total at
+	// most MaxSubscriptions*(MaxChannelLen+1) bytes (8256 by default), and
+	// the raw query string three times that (room for percent-encoding) plus
+	// 8 KiB for the token (32960 bytes by default), so an oversized request
+	// is refused by its length, before anything parses it.
 	MaxSubscriptions int
+	// MaxConnsPerSubject caps the sockets one Identity.Subject may hold open
+	// on this hub at once (counted from just before the upgrade until the
+	// socket is gone); one more is refused before the upgrade with 429 and
+	// Retry-After. The cap is per hub, so per instance: a client behind a
+	// load balancer may hold this many on every instance. Subjects are
+	// compared as given (an empty one is a subject like any other). Zero
+	// means DefaultMaxConnsPerSubject; negative means no cap.
+	MaxConnsPerSubject int
 	// Observer receives metrics hooks; nil disables them.
 	Observer Observer
 }
@@ -122,6 +150,10 @@ const (
 	DefaultPingInterval      = 30 * time.Second
 	DefaultReadLimit         = 4096
 	DefaultMaxSubscriptions  = 64
+	// DefaultMaxConnsPerSubject is generous for people (a browser with many
+	// tabs, a few devices) and still stops one leaked or shared token from
+	// holding thousands of sockets.
+	DefaultMaxConnsPerSubject = 100
 )
 
 // Stats is a point-in-time snapshot of the hub's size.
@@ -141,6 +173,11 @@ type Hub struct {
 	log  *slog.Logger
 	obs  Observer
 
+	// maxSubscribeLen and maxQueryLen bound the handshake's query; see
+	// Options.MaxSubscriptions.
+	maxSubscribeLen int
+	maxQueryLen     int
+
 	nextID    atomic.Uint64
 	connected atomic.Int64
 
@@ -150,11 +187,13 @@ type Hub struct {
 	channels map[string]map[*conn]struct{}
 	subs     int
 
-	// connMu guards conns and closing, and orders wg.Add before wg.Wait.
-	connMu  sync.Mutex
-	conns   map[*conn]struct{}
-	closing bool
-	wg      sync.WaitGroup
+	// connMu guards conns, perSubject and closing, and orders wg.Add
+	// before wg.Wait.
+	connMu     sync.Mutex
+	conns      map[*conn]struct{}
+	perSubject map[string]int // admitted connections by Identity.Subject; no zero entries
+	closing    bool
+	wg         sync.WaitGroup
 }
 
 // New validates opts, fills defaults and returns a ready Hub.
@@ -175,13 +214,24 @@ func New(opts Options) (*Hub, error) {
 	setDefault(&opts.PingInterval, DefaultPingInterval)
 	setDefault(&opts.ReadLimit, DefaultReadLimit)
 	setDefault(&opts.MaxSubscriptions, DefaultMaxSubscriptions)
-	h := &Hub{
-		opts:     opts,
-		log:      opts.Logger,
-		obs:      opts.Observer,
-		channels: make(map[string]map[*conn]struct{}),
-		conns:    make(map[*conn]struct{}),
+	setDefault(&opts.MaxConnsPerSubject, DefaultMaxConnsPerSubject)
+	for _, p := range opts.OriginPatterns {
+		// Checked once here, so a typo stops the start instead of turning
+		// every cross-origin handshake into a 403 at request time.
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("hub: origin pattern %q: %w", p, err)
+		}
 	}
+	h := &Hub{
+		opts:       opts,
+		log:        opts.Logger,
+		obs:        opts.Observer,
+		channels:   make(map[string]map[*conn]struct{}),
+		conns:      make(map[*conn]struct{}),
+		perSubject: make(map[string]int),
+	}
+	h.maxSubscribeLen = opts.MaxSubscriptions * (MaxChannelLen + 1)
+	h.maxQueryLen = 3*h.maxSubscribeLen + queryAllowance
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -204,6 +254,7 @@ func limitsOf(o Options) map[string]any {
 		"SendQueueMessages": o.SendQueueMessages, "SendQueueBytes": o.SendQueueBytes,
 		"WriteTimeout": o.WriteTimeout, "PingInterval": o.PingInterval,
 		"ReadLimit": o.ReadLimit, "MaxSubscriptions": o.MaxSubscriptions,
+		"MaxConnsPerSubject": o.MaxConnsPerSubject,
 	}
 }
 
@@ -288,17 +339,49 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 }
 
-// register admits c unless the hub is shutting down. The caller must call
-// unregister exactly once afterwards.
-func (h *Hub) register(c *conn) bool {
+// admission is register's verdict.
+type admission int
+
+const (
+	admitted admission = iota
+	refusedShutdown
+	refusedSubjectCap
+)
+
+// register admits c unless the hub is shutting down or c's subject already
+// holds MaxConnsPerSubject connections. The check and the count happen under
+// one lock, so concurrent handshakes of one subject cannot overshoot the cap.
+// After admission the caller must call releaseSubject and unregister exactly
+// once each.
+func (h *Hub) register(c *conn) admission {
 	h.connMu.Lock()
 	defer h.connMu.Unlock()
 	if h.closing {
-		return false
+		return refusedShutdown
 	}
+	sub := c.ident.Subject
+	if limit := h.opts.MaxConnsPerSubject; limit > 0 && h.perSubject[sub] >= limit {
+		return refusedSubjectCap
+	}
+	h.perSubject[sub]++
 	h.conns[c] = struct{}{}
 	h.wg.Add(1)
-	return true
+	return admitted
+}
+
+// releaseSubject gives c's slot back to its subject. It is separate from
+// unregister so the slot is free before Observer.Disconnected runs: whoever
+// watches disconnects may reconnect at once, while Shutdown still waits for
+// the rest of the cleanup.
+func (h *Hub) releaseSubject(c *conn) {
+	h.connMu.Lock()
+	defer h.connMu.Unlock()
+	sub := c.ident.Subject
+	if n := h.perSubject[sub] - 1; n > 0 {
+		h.perSubject[sub] = n
+	} else {
+		delete(h.perSubject, sub) // no zero entries: subjects that left cost no memory
+	}
 }
 
 func (h *Hub) unregister(c *conn) {

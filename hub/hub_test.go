@@ -2,7 +2,6 @@ package hub_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -28,6 +27,8 @@ func TestNew(t *testing.T) {
 		{"ErrMissingValidChannel", func(o *hub.Options) { o.ValidChannel = nil }, "ValidChannel"},
 		{"ErrNegativeQueue", func(o *hub.Options) { o.SendQueueMessages = -1 }, "negative"},
 		{"ErrNegativeTimeout", func(o *hub.Options) { o.WriteTimeout = -time.Second }, "negative"},
+		{"OKNegativeMaxConnsPerSubjectIsNoCap", func(o *hub.Options) { o.MaxConnsPerSubject = -1 }, ""},
+		{"ErrBadOriginPattern", func(o *hub.Options) { o.OriginPatterns = []string{"ok.example", "[bad"} }, "[bad"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,20 +50,24 @@ func TestNew(t *testing.T) {
 
 func TestUpgradeRefused(t *testing.T) {
 	e := newEnv(t, func(o *hub.Options) { o.MaxSubscriptions = 2 })
+	alice := http.Header{"Authorization": {"Bearer alice"}}
 	tests := []struct {
 		name       string
 		header     http.Header
 		query      string
 		wantStatus int
+		wantSlug   string
 	}{
-		{"UnauthorizedWithoutToken", nil, "", http.StatusUnauthorized},
-		{"UnauthorizedWithRejectedToken", http.Header{"Authorization": {"Bearer forged"}}, "", http.StatusUnauthorized},
-		{"UnauthorizedWithRejectedQueryToken", nil, "token=forged", http.StatusUnauthorized},
-		{"BadRequestUnknownChannel", http.Header{"Authorization": {"Bearer alice"}}, "subscribe=authors", http.StatusBadRequest},
-		{"BadRequestBookZero", http.Header{"Authorization": {"Bearer alice"}}, "subscribe=books:0", http.StatusBadRequest},
-		{"BadRequestEmptyItem", http.Header{"Authorization": {"Bearer alice"}}, "subscribe=books,", http.StatusBadRequest},
-		{"BadRequestOneBadInRepeat", http.Header{"Authorization": {"Bearer alice"}}, "subscribe=books&subscribe=nope", http.StatusBadRequest},
-		{"BadRequestTooMany", http.Header{"Authorization": {"Bearer alice"}}, "subscribe=books:1,books:2,books:3", http.StatusBadRequest},
+		{"UnauthorizedWithoutToken", nil, "", http.StatusUnauthorized, "unauthorized"},
+		{"UnauthorizedWithRejectedToken", http.Header{"Authorization": {"Bearer forged"}}, "", http.StatusUnauthorized, "unauthorized"},
+		{"UnauthorizedWithRejectedQueryToken", nil, "token=forged", http.StatusUnauthorized, "unauthorized"},
+		{"BadRequestUnknownChannel", alice, "subscribe=authors", http.StatusBadRequest, "invalid-parameter"},
+		{"BadRequestBookZero", alice, "subscribe=books:0", http.StatusBadRequest, "invalid-parameter"},
+		{"BadRequestEmptyItem", alice, "subscribe=books,", http.StatusBadRequest, "invalid-parameter"},
+		{"BadRequestEmptyValue", alice, "subscribe=", http.StatusBadRequest, "invalid-parameter"},
+		{"BadRequestOneBadInRepeat", alice, "subscribe=books&subscribe=nope", http.StatusBadRequest, "invalid-parameter"},
+		{"BadRequestTooMany", alice, "subscribe=books:1,books:2,books:3", http.StatusBadRequest, "invalid-parameter"},
+		{"BadRequestTooManyAcrossValues", alice, "subscribe=books:1&subscribe=books:2&subscribe=books:3", http.StatusBadRequest, "invalid-parameter"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,22 +83,13 @@ func TestUpgradeRefused(t *testing.T) {
 			if resp == nil {
 				t.Fatalf("no HTTP response: %v", err)
 			}
-			if resp.StatusCode != tt.wantStatus {
-				t.Fatalf("status = %d, want %d", resp.StatusCode, tt.wantStatus)
-			}
-			if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
-				t.Errorf("Content-Type = %q, want application/problem+json", ct)
-			}
+			body, _ := io.ReadAll(resp.Body)
+			p := checkProblem(t, resp, body, tt.wantStatus, tt.wantSlug)
 			if tt.wantStatus == http.StatusUnauthorized && resp.Header.Get("WWW-Authenticate") != "Bearer" {
 				t.Errorf("WWW-Authenticate = %q, want Bearer", resp.Header.Get("WWW-Authenticate"))
 			}
-			body, _ := io.ReadAll(resp.Body)
-			var p struct {
-				Status int    `json:"status"`
-				Title  string `json:"title"`
-			}
-			if err := json.Unmarshal(body, &p); err != nil || p.Status != tt.wantStatus || p.Title == "" {
-				t.Errorf("problem body %s: status %d title %q err %v", body, p.Status, p.Title, err)
+			if tt.wantSlug == "invalid-parameter" && (len(p.Errors) != 1 || p.Errors[0].Field != "subscribe" || p.Errors[0].Message == "") {
+				t.Errorf("errors = %+v, want one naming subscribe", p.Errors)
 			}
 		})
 	}

@@ -72,10 +72,24 @@ func errorReply(id json.RawMessage, code string) reply {
 	return reply{Type: "error", ID: id, Code: code, Message: codeMessages[code]}
 }
 
-// parseClientMessage decodes one text frame. On failure it returns the error
-// reply to send; the id is echoed whenever it could be read.
+// parseClientMessage decodes one text frame, which the reader has checked
+// is UTF-8. On failure it returns the error reply to send; the id is echoed
+// whenever it could be read.
+//
+// The id is the only client value copied into replies as JSON, so it is
+// never copied raw: json.Unmarshal has checked the whole message, a number
+// is echoed as written (digits, sign, dot, exponent), and a string is
+// decoded and encoded again, which turns escapes that decode to no valid
+// text (a lone surrogate such as "\ud800") into U+FFFD instead of passing
+// them on to every strict parser downstream.
 func parseClientMessage(data []byte) (clientMessage, *reply) {
 	var m clientMessage
+	// Unmarshal takes null (and only null) as an empty object; the protocol
+	// wants an object, so anything else is refused by its first byte.
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		r := errorReply(nil, codeBadJSON)
+		return m, &r
+	}
 	if err := json.Unmarshal(data, &m); err != nil {
 		r := errorReply(nil, codeBadJSON)
 		return m, &r
@@ -83,7 +97,16 @@ func parseClientMessage(data []byte) (clientMessage, *reply) {
 	if bytes.Equal(m.ID, []byte("null")) {
 		m.ID = nil
 	}
-	if len(m.ID) > 0 && m.ID[0] != '"' && m.ID[0] != '-' && (m.ID[0] < '0' || m.ID[0] > '9') {
+	if len(m.ID) == 0 {
+		return m, nil
+	}
+	switch c := m.ID[0]; {
+	case c == '"':
+		var s string
+		_ = json.Unmarshal(m.ID, &s) // a string that the whole message already decoded
+		m.ID, _ = json.Marshal(s)    // a string: cannot fail
+	case c == '-' || (c >= '0' && c <= '9'):
+	default:
 		r := errorReply(nil, codeBadJSON)
 		r.Message = "id must be a string or a number"
 		return m, &r

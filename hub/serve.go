@@ -1,41 +1,82 @@
 package hub
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/coder/websocket"
 )
 
 var _ http.Handler = (*Hub)(nil)
 
-// ServeHTTP authenticates the request, validates ?subscribe= and upgrades it
-// to a WebSocket, then serves the connection until it closes.
+// ServeHTTP checks the handshake, authenticates the request, validates
+// ?subscribe= and upgrades it to a WebSocket, then serves the connection
+// until it closes.
 //
-// Refusals happen before the upgrade, as application/problem+json: 401 (with
-// WWW-Authenticate: Bearer) when Authenticate fails, 400 when ?subscribe=
-// names an invalid channel or too many, 503 once Shutdown has begun.
+// Every refusal happens before the upgrade, as application/problem+json
+// (type urn:bookhub:problem:<slug>), in this order, so a client learns the
+// most basic thing it got wrong first:
+//
+//   - 405 method-not-allowed (Allow: GET, HEAD) for anything but GET and HEAD;
+//   - 426 not-websocket (Upgrade: websocket) for a request that is not a
+//     WebSocket handshake: a HEAD, HTTP/1.0 or HTTP/2, no Upgrade: websocket,
+//     no Connection: Upgrade;
+//   - 426 websocket-version (Sec-WebSocket-Version: 13) for another version;
+//   - 400 bad-handshake for a missing, repeated or malformed Sec-WebSocket-Key;
+//   - 403 origin-forbidden for a browser Origin that is neither the request's
+//     host nor allowed by OriginPatterns;
+//   - 400 invalid-parameter for a query string longer than its cap (see
+//     Options.MaxSubscriptions), checked first so that no one pays to parse it;
+//   - 401 unauthorized (WWW-Authenticate: Bearer) when Authenticate fails;
+//   - 400 invalid-parameter when the query string does not parse (a bad
+//     %-escape, a ';', more than net/url's 10,000 parameters) or ?subscribe=
+//     names an invalid channel or too many, or is longer than its byte cap
+//     (see Options.MaxSubscriptions);
+//   - 503 unavailable once Shutdown has begun;
+//   - 429 too-many-connections (Retry-After) when the subject already holds
+//     MaxConnsPerSubject sockets.
 //
 // After the upgrade the client receives a welcome frame, then one subscribed
 // frame per ?subscribe= channel, in order. The ServeHTTP goroutine is the
 // connection's reader; it starts one writer goroutine and returns only after
 // that writer has exited and the connection's subscriptions are removed.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if ref := h.checkHandshake(r); ref != nil {
+		h.log.Debug("hub: not a valid handshake", "remote", r.RemoteAddr, "status", ref.Status, "type", ref.Type)
+		ref.write(w, r)
+		return
+	}
+	if len(r.URL.RawQuery) > h.maxQueryLen {
+		// Before Authenticate, which may parse the query to find a token:
+		// an oversized query costs one length check, whoever sends it.
+		invalidParameter("the query string is too long", "query", fmt.Sprintf("longer than %d bytes", h.maxQueryLen)).write(w, r)
+		return
+	}
 	ident, err := h.opts.Authenticate(r)
 	if err != nil {
 		// The error may say why a token was refused; it never contains the
 		// token, and the URL (which may) is not logged.
 		h.log.Info("hub: unauthenticated upgrade refused", "remote", r.RemoteAddr, "err", err)
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeProblem(w, http.StatusUnauthorized, "a valid bearer token is required (Authorization header or ?token=)")
+		refuse(kindUnauthorized, "a valid bearer token is required (Authorization header or ?token=)").
+			with("WWW-Authenticate", "Bearer").write(w, r)
 		return
 	}
-	channels, err := h.parseSubscribe(r.URL.Query()["subscribe"])
+	// r.URL.Query() would drop what it cannot parse, and everything past
+	// net/url's parameter limit (10,000), without a word: ?subscribe= would
+	// silently mean "nothing", so a query that does not parse is refused.
+	query, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		writeProblem(w, http.StatusBadRequest, err.Error())
+		invalidParameter("the query string does not parse", "query", err.Error()).write(w, r)
+		return
+	}
+	channels, err := h.parseSubscribe(query["subscribe"])
+	if err != nil {
+		invalidParameter("invalid ?subscribe= parameter", "subscribe", err.Error()).write(w, r)
 		return
 	}
 
@@ -46,16 +87,33 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		remote: r.RemoteAddr,
 		notify: make(chan struct{}, 1),
 	}
-	if !h.register(c) {
-		writeProblem(w, http.StatusServiceUnavailable, "server shutting down; reconnect to another instance")
+	switch h.register(c) {
+	case refusedShutdown:
+		refuse(kindUnavailable, "server shutting down; reconnect to another instance").write(w, r)
+		return
+	case refusedSubjectCap:
+		c.logf(slog.LevelInfo, "hub: too many connections for subject", slog.Int("limit", h.opts.MaxConnsPerSubject))
+		refuse(kindTooManyConns,
+			fmt.Sprintf("this token's subject already holds %d sockets on this instance, the most allowed; close one first", h.opts.MaxConnsPerSubject)).
+			with("Retry-After", strconv.Itoa(int(subjectCapRetryAfter/time.Second))).write(w, r)
 		return
 	}
 	defer h.unregister(c)
 
+	if !canHijack(w) {
+		// A wiring bug, not the client's fault: refused in the same dialect
+		// instead of Accept's plain-text 501, and logged loudly.
+		h.releaseSubject(c)
+		h.log.Error("hub: response writer cannot be hijacked; does a middleware hide http.Hijacker?")
+		refuse(kindInternal, "").write(w, r)
+		return
+	}
+	// checkHandshake has applied Accept's checks, origin included, so Accept
+	// refuses nothing here; OriginPatterns stays as a second line of defence.
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
 	if err != nil {
-		// Accept has already written the refusal (bad handshake, origin).
-		c.logf(slog.LevelInfo, "hub: upgrade failed", slog.Any("err", err))
+		h.releaseSubject(c)
+		c.logf(slog.LevelWarn, "hub: upgrade failed after the handshake checks", slog.Any("err", err))
 		return
 	}
 	ws.SetReadLimit(h.opts.ReadLimit)
@@ -87,6 +145,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = ws.CloseNow() // no-op when the writer or the peer already closed it
 
 	h.unsubscribeAll(c)
+	h.releaseSubject(c)
 	h.connected.Add(-1)
 	c.mu.Lock()
 	reason := c.reason
@@ -97,44 +156,51 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // parseSubscribe validates every ?subscribe= value (each may be a
 // comma-separated list) and returns the distinct channels in order.
+//
+// Its cost is linear in the input and bounded before any splitting: the
+// values may total at most MaxSubscriptions*(MaxChannelLen+1) bytes (room for
+// the longest allowed list), each name at most MaxChannelLen, duplicates are
+// found with a set, and parsing stops at the first channel beyond
+// MaxSubscriptions. A hostile list is refused in microseconds.
 func (h *Hub) parseSubscribe(values []string) ([]string, error) {
-	var out []string
+	if len(values) == 0 {
+		return nil, nil
+	}
+	limit, maxBytes := h.opts.MaxSubscriptions, h.maxSubscribeLen
+	total := 0
 	for _, v := range values {
-		for ch := range strings.SplitSeq(v, ",") {
-			if !h.opts.ValidChannel(ch) {
-				return nil, fmt.Errorf("subscribe: unknown channel %q", ch)
-			}
-			dup := false
-			for _, seen := range out {
-				dup = dup || seen == ch
-			}
-			if !dup {
-				out = append(out, ch)
-			}
+		total += len(v) + 1 // each value is as good as a comma-separated item
+		if total > maxBytes+1 {
+			return nil, fmt.Errorf("longer than %d bytes", maxBytes)
 		}
 	}
-	if len(out) > h.opts.MaxSubscriptions {
-		return nil, fmt.Errorf("subscribe: %d channels requested, at most %d allowed", len(out), h.opts.MaxSubscriptions)
+	out := make([]string, 0, min(limit, 8))
+	seen := make(map[string]struct{}, min(limit, 8))
+	for _, v := range values {
+		for ch := range strings.SplitSeq(v, ",") {
+			if len(ch) > MaxChannelLen || !h.opts.ValidChannel(ch) {
+				return nil, fmt.Errorf("unknown channel %s", quoteShort(ch))
+			}
+			if _, dup := seen[ch]; dup {
+				continue
+			}
+			if len(out) == limit {
+				return nil, fmt.Errorf("more than %d distinct channels, the most one socket may hold", limit)
+			}
+			seen[ch] = struct{}{}
+			out = append(out, ch)
+		}
 	}
 	return out, nil
 }
 
-// problem is an RFC 9457 problem document.
-type problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-}
-
-func writeProblem(w http.ResponseWriter, status int, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(problem{
-		Type:   "about:blank",
-		Title:  http.StatusText(status),
-		Status: status,
-		Detail: detail,
-	})
+// quoteShort quotes client input for a problem detail: Go-escaped, so the
+// document stays valid UTF-8 whatever the bytes, and cut, so a refusal never
+// echoes a long value back.
+func quoteShort(s string) string {
+	const max = 40
+	if len(s) <= max {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:max]) + "…"
 }

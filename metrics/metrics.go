@@ -103,8 +103,10 @@ func (m *Metrics) EventPublished() { m.published.Inc() }
 func (m *Metrics) EventReceived() { m.received.Inc() }
 
 // BusError counts a bus failure by operation: "publish" (the event was
-// lost), "subscribe" (a subscription was lost) or "receive" (an unreadable
-// event). Failures are rare, so the label lookup per call costs nothing.
+// lost), "subscribe" (a subscription was lost), "rejected" (a message on
+// the bus was refused: unsigned, forged, oversized or not a valid event) or
+// "receive" (an event that could not be relayed). Failures are rare, so the
+// label lookup per call costs nothing.
 func (m *Metrics) BusError(op string) { m.busErrors.WithLabelValues(op).Inc() }
 
 // ObserveRequest records one REST request; it matches rest.Options.Observe.

@@ -38,6 +38,30 @@ type Problem struct {
 	Errors    []FieldError `json:"errors,omitempty"`
 }
 
+// Kind is one class of problem: its status, type slug and title. The title
+// is the same for every occurrence of the type (RFC 9457 §3.1.3); only the
+// detail varies.
+type Kind struct {
+	Status int
+	Slug   string
+	Title  string
+}
+
+// New returns a problem of kind k with the given detail.
+func (k Kind) New(detail string) Problem {
+	return Problem{Type: Type(k.Slug), Title: k.Title, Status: k.Status, Detail: detail}
+}
+
+// Kinds that more than one part of bookhub sends (the edge router, the web
+// assets and the REST API), declared once so their titles cannot drift.
+// Kinds only one part sends are declared where they are sent.
+var (
+	NotFound         = Kind{http.StatusNotFound, "not-found", "Not found"}
+	MethodNotAllowed = Kind{http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed"}
+	URITooLong       = Kind{http.StatusRequestURITooLong, "uri-too-long", "Request target too long"}
+	BadRequest       = Kind{http.StatusBadRequest, "bad-request", "Bad request"}
+)
+
 // Type returns the type URI of a problem slug ("not-found" becomes
 // "urn:bookhub:problem:not-found"). Clients switch on it, so slugs are part
 // of the wire contract.

@@ -2,6 +2,7 @@ package rest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -45,15 +46,15 @@ func (a *api) getBook(c *gin.Context) error {
 }
 
 func (a *api) createBook(c *gin.Context) error {
-	in, err := a.decode(c, modeFull)
+	in, err := a.decode(c, modeCreate)
 	if err != nil {
 		return err
 	}
 	var b store.Book
-	in.apply(&b, modeFull)
+	in.apply(&b, modeCreate)
 	b, err = a.books.Create(c.Request.Context(), b)
 	if err != nil {
-		return fmt.Errorf("create book: %w", err)
+		return fmt.Errorf("create book: %w", storeValidation(err))
 	}
 	body, err := encodeBook(b)
 	if err != nil {
@@ -66,13 +67,14 @@ func (a *api) createBook(c *gin.Context) error {
 	return nil
 }
 
-func (a *api) replaceBook(c *gin.Context) error { return a.updateBook(c, modeFull) }
+func (a *api) replaceBook(c *gin.Context) error { return a.updateBook(c, modeReplace) }
 
 func (a *api) patchBook(c *gin.Context) error { return a.updateBook(c, modePatch) }
 
-// updateBook serves PUT (modeFull) and PATCH (modePatch). The body is fully
-// validated before the store is touched, so apply cannot fail inside the
-// transaction.
+// updateBook serves PUT (modeReplace) and PATCH (modePatch). The body is
+// fully validated before the store is touched; inside the transaction apply
+// only compares the read-only fields the body carried with the current row
+// (checkStored), so that check cannot race with another write.
 func (a *api) updateBook(c *gin.Context, mode decodeMode) error {
 	id := bookIDOf(c)
 	in, err := a.decode(c, mode)
@@ -84,11 +86,14 @@ func (a *api) updateBook(c *gin.Context, mode decodeMode) error {
 		return err
 	}
 	b, err := a.books.Update(c.Request.Context(), id, ifVersion, func(b *store.Book) error {
+		if err := in.readOnly.checkStored(*b); err != nil {
+			return err
+		}
 		in.apply(b, mode)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("update book %d: %w", id, err)
+		return fmt.Errorf("update book %d: %w", id, storeValidation(err))
 	}
 	body, err := encodeBook(b)
 	if err != nil {
@@ -122,6 +127,34 @@ func (a *api) deleteBook(c *gin.Context) error {
 	c.Status(http.StatusNoContent)
 	c.Writer.WriteHeaderNow()
 	return nil
+}
+
+// wireFields names store.Book fields as the API spells them.
+var wireFields = map[string]string{
+	"Title": "title", "Author": "author", "ISBN": "isbn", "PriceCents": "price", "Stock": "stock",
+}
+
+// storeValidation turns the store's *store.ValidationError into a 422 that
+// names wire fields; other errors pass unchanged. The decoder applies the
+// same rules first, so this only fires if the two ever drift apart, and then
+// the client still learns which field is wrong instead of getting a 500.
+func storeValidation(err error) error {
+	var ve *store.ValidationError
+	if !errors.As(err, &ve) {
+		return err
+	}
+	var fe fieldErrors
+	for _, f := range ve.Fields {
+		name, ok := wireFields[f.Field]
+		if !ok {
+			name = f.Field
+		}
+		fe.invalidf(name, "%s", f.Message)
+	}
+	if out := fe.err(); out != nil {
+		return out
+	}
+	return err
 }
 
 // decode reads and decodes the request body of a write.

@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
-	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
@@ -16,28 +17,31 @@ import (
 	"github.com/bookhub/bookhub/store"
 )
 
-// Limits on book fields.
-const (
-	maxTextLen = 255 // characters (runes) of title and author, after trimming
-	// maxReportedFields caps the errors list, so a body of a million unknown
-	// keys cannot make an equally large response.
-	maxReportedFields = 20
-)
+// maxReportedFields caps the errors list, so a body of a million unknown
+// keys cannot make an equally large response.
+const maxReportedFields = 20
 
 // decodeMode tells decodeBook which representation to expect.
 type decodeMode int
 
 const (
-	// modeFull: POST and PUT send the whole book; title and author are
-	// required, price and stock default to 0, isbn to none.
-	modeFull decodeMode = iota
+	// modeCreate: POST sends the whole book; title and author are
+	// required, price and stock default to 0, isbn to none. The read-only
+	// fields are refused: the server assigns them.
+	modeCreate decodeMode = iota
+	// modeReplace: PUT, like modeCreate, except that the read-only fields
+	// may be sent back as they were read (GET-modify-PUT); they are checked
+	// against the stored book by checkStored.
+	modeReplace
 	// modePatch: PATCH is a JSON merge patch (RFC 7396); absent fields stay,
-	// null removes (only isbn can be removed).
+	// null removes (only isbn can be removed). Read-only fields as for
+	// modeReplace.
 	modePatch
 )
 
 // bookInput holds the writable fields of a request, already validated and
-// normalized. The has* flags keep "absent" apart from "zero".
+// normalized, and the read-only fields it carried. The has* flags keep
+// "absent" apart from "zero".
 type bookInput struct {
 	title, author       string
 	isbn                string // "" with hasISBN: none (null)
@@ -45,12 +49,23 @@ type bookInput struct {
 	hasTitle, hasAuthor bool
 	hasISBN, hasPrice   bool
 	hasStock            bool
+	readOnly            readOnlyInput
 }
 
-// apply writes the input onto b: every field for modeFull, only the present
-// ones for modePatch.
+// readOnlyInput holds the read-only fields a PUT or PATCH body carried,
+// which must equal the stored ones.
+type readOnlyInput struct {
+	id, version          int64
+	createdAt, updatedAt time.Time
+	hasID, hasVersion    bool
+	hasCreated           bool
+	hasUpdated           bool
+}
+
+// apply writes the input onto b: every field for modeCreate and
+// modeReplace, only the present ones for modePatch.
 func (in bookInput) apply(b *store.Book, mode decodeMode) {
-	if mode == modeFull {
+	if mode != modePatch {
 		*b = store.Book{ID: b.ID, Version: b.Version, CreatedAt: b.CreatedAt, UpdatedAt: b.UpdatedAt}
 	}
 	if in.hasTitle {
@@ -208,10 +223,45 @@ func capFields(fields []fieldError) []fieldError {
 	return fields
 }
 
+// checkStored compares the read-only fields of a PUT or PATCH body with the
+// stored book cur. It runs inside the store's Update transaction, on the row
+// that is about to change, so no concurrent write can slip between the check
+// and the write.
+//
+// A differing version means the client edited a stale copy: 412, like a
+// stale If-Match, whatever else differs. A differing id, created_at or
+// updated_at is 422 naming the field: the client tried to change what it
+// cannot. Times compare as instants, so any RFC 3339 rendering of the stored
+// time matches.
+func (ro readOnlyInput) checkStored(cur store.Book) error {
+	if ro.hasVersion && ro.version != cur.Version {
+		return &apiError{kind: kindPrecondition,
+			detail: fmt.Sprintf("the body carries version %d but the book is now at version %d: it changed after this copy was read; fetch it again and reapply the change",
+				ro.version, cur.Version),
+			fields: []fieldError{{Field: "version", Message: fmt.Sprintf("is %d, not the current version %d", ro.version, cur.Version)}}}
+	}
+	var fe fieldErrors
+	if ro.hasID && ro.id != cur.ID {
+		fe.invalidf("id", "is read-only and must equal the id in the path, %d", cur.ID)
+	}
+	if ro.hasCreated && !ro.createdAt.Equal(cur.CreatedAt) {
+		fe.invalidf("created_at", "is read-only and must equal the stored value %s", formatTime(cur.CreatedAt))
+	}
+	if ro.hasUpdated && !ro.updatedAt.Equal(cur.UpdatedAt) {
+		fe.invalidf("updated_at", "is read-only and must equal the stored value %s (if the copy is stale, fetch the book again)",
+			formatTime(cur.UpdatedAt))
+	}
+	return fe.err()
+}
+
 // decodeBook decodes and validates a book body by hand, so that every refusal
-// names its field. Read-only fields (id, version, created_at, updated_at) are
-// refused even when equal to the stored values: the version belongs in
-// If-Match, and silently ignoring a differing value would hide client bugs.
+// names its field. The text and ISBN rules are the store's (store.NormalizeText,
+// store.NormalizeISBN); this function maps them to field errors.
+//
+// Read-only fields (id, version, created_at, updated_at) are refused on
+// create, where the server assigns them. On PUT and PATCH they are accepted
+// as read, so the common GET-modify-PUT works: decodeBook checks their type
+// and form here, and checkStored compares them with the stored book.
 func decodeBook(body []byte, mode decodeMode) (bookInput, error) {
 	members, err := decodeObject(body)
 	if err != nil {
@@ -223,11 +273,11 @@ func decodeBook(body []byte, mode decodeMode) (bookInput, error) {
 		jt := jsonKind(m.raw)
 		switch m.key {
 		case "id", "version", "created_at", "updated_at":
-			if m.key == "version" {
-				fe.badf(m.key, "is read-only; send the version in an If-Match header instead")
-			} else {
-				fe.badf(m.key, "is read-only")
+			if mode == modeCreate {
+				fe.badf(m.key, "is read-only; the server assigns it")
+				continue
 			}
+			decodeReadOnly(&fe, &in.readOnly, m, jt)
 		case "title", "author":
 			s, ok := decodeText(&fe, m, jt, mode)
 			if m.key == "title" {
@@ -242,10 +292,10 @@ func decodeBook(body []byte, mode decodeMode) (bookInput, error) {
 			case "string":
 				var s string
 				_ = json.Unmarshal(m.raw, &s) // a valid JSON string always decodes
-				if isbn, ok := normalizeISBN(s); ok {
+				if isbn, err := store.NormalizeISBN(s); err == nil {
 					in.isbn, in.hasISBN = isbn, true
 				} else {
-					fe.invalidf(m.key, "must be an ISBN-10 or ISBN-13 with a valid check digit (hyphens and spaces allowed), or null")
+					fe.invalidf(m.key, "%s, or null", err)
 				}
 			default:
 				fe.badf(m.key, "must be a string or null, not %s", an(jt))
@@ -258,7 +308,7 @@ func decodeBook(body []byte, mode decodeMode) (bookInput, error) {
 			fe.badf(m.key, "is not a known field")
 		}
 	}
-	if mode == modeFull {
+	if mode != modePatch {
 		for _, f := range []struct {
 			name string
 			has  bool
@@ -280,8 +330,10 @@ func hasField(members []member, key string) bool {
 	return false
 }
 
-// decodeText validates title and author: a string, trimmed non-empty, at
-// most maxTextLen characters. It stores the trimmed value.
+// decodeText validates title and author: a string that follows
+// store.NormalizeText's rules (no control characters, not empty once
+// trimmed and with format characters ignored, at most store.MaxTextLen
+// characters). It keeps the normalized value.
 func decodeText(fe *fieldErrors, m member, jt string, mode decodeMode) (string, bool) {
 	switch jt {
 	case "string":
@@ -298,16 +350,63 @@ func decodeText(fe *fieldErrors, m member, jt string, mode decodeMode) (string, 
 	}
 	var s string
 	_ = json.Unmarshal(m.raw, &s) // a valid JSON string always decodes
-	s = strings.TrimSpace(s)
-	switch n := utf8.RuneCountInString(s); {
-	case n == 0:
-		fe.invalidf(m.key, "must not be empty")
-		return "", false
-	case n > maxTextLen:
-		fe.invalidf(m.key, "must be at most %d characters, got %d", maxTextLen, n)
+	s, err := store.NormalizeText(s)
+	if err != nil {
+		fe.invalidf(m.key, "%s", err)
 		return "", false
 	}
 	return s, true
+}
+
+// decodeReadOnly checks the type and form of a read-only field sent with PUT
+// or PATCH and records its value for checkStored. The wrong JSON type is a
+// 400 like any other field's; a value that cannot be the stored one (null, a
+// fraction, a time that is not RFC 3339) is a 422.
+func decodeReadOnly(fe *fieldErrors, ro *readOnlyInput, m member, jt string) {
+	switch m.key {
+	case "id", "version":
+		switch jt {
+		case "number":
+		case "null":
+			fe.invalidf(m.key, "must not be null; it is read-only")
+			return
+		default:
+			fe.badf(m.key, "must be a number, not %s", an(jt))
+			return
+		}
+		v, err := parseDecimal(string(bytes.TrimSpace(m.raw)), 0, math.MaxInt64)
+		if err != nil || v < 1 {
+			fe.invalidf(m.key, "is read-only and must be the stored value, a positive whole number")
+			return
+		}
+		if m.key == "id" {
+			ro.id, ro.hasID = v, true
+		} else {
+			ro.version, ro.hasVersion = v, true
+		}
+	case "created_at", "updated_at":
+		switch jt {
+		case "string":
+		case "null":
+			fe.invalidf(m.key, "must not be null; it is read-only")
+			return
+		default:
+			fe.badf(m.key, "must be a string, not %s", an(jt))
+			return
+		}
+		var s string
+		_ = json.Unmarshal(m.raw, &s) // a valid JSON string always decodes
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			fe.invalidf(m.key, "is read-only and must be the stored value, an RFC 3339 time such as 2025-01-31T12:00:00Z")
+			return
+		}
+		if m.key == "created_at" {
+			ro.createdAt, ro.hasCreated = t, true
+		} else {
+			ro.updatedAt, ro.hasUpdated = t, true
+		}
+	}
 }
 
 // decodeNumber validates price (scale 2) and stock (scale 0): a JSON number,
@@ -355,63 +454,4 @@ func an(jt string) string {
 		return "an " + jt
 	}
 	return "a " + jt
-}
-
-// normalizeISBN strips hyphens and spaces, upper-cases a final x, and checks
-// the length, the ISBN-13 prefix (978/979) and the check digit. It returns
-// the normalized digits.
-func normalizeISBN(s string) (string, bool) {
-	var buf [13]byte
-	n := 0
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch {
-		case ch == '-' || ch == ' ':
-			continue
-		case isDigit(ch) || ch == 'X' || ch == 'x':
-			if n == len(buf) {
-				return "", false
-			}
-			if ch == 'x' {
-				ch = 'X'
-			}
-			buf[n] = ch
-			n++
-		default:
-			return "", false
-		}
-	}
-	d := buf[:n]
-	switch n {
-	case 10:
-		sum := 0
-		for i, ch := range d {
-			v := int(ch - '0')
-			if ch == 'X' {
-				if i != 9 {
-					return "", false
-				}
-				v = 10
-			}
-			sum += (10 - i) * v
-		}
-		return string(d), sum%11 == 0
-	case 13:
-		if string(d[:3]) != "978" && string(d[:3]) != "979" {
-			return "", false
-		}
-		sum := 0
-		for i, ch := range d {
-			if ch == 'X' {
-				return "", false
-			}
-			w := 1
-			if i%2 == 1 {
-				w = 3
-			}
-			sum += w * int(ch-'0')
-		}
-		return string(d), sum%10 == 0
-	}
-	return "", false
 }

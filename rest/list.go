@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -19,6 +20,63 @@ import (
 // other parameter is refused, so a typo ("titel=") does not silently return
 // the unfiltered list.
 var listParams = []string{"limit", "cursor", "author", "q", "min_price", "max_price", "sort"}
+
+// Maximum lengths of list parameters, checked before any other work so that
+// no value reaches the database that it cannot take (SQLite refuses LIKE
+// patterns over 50,000 bytes with an error, and escaping doubles % and _).
+const (
+	// maxSearchLen bounds q and author, in characters: both are compared
+	// with fields of at most store.MaxTextLen characters, so a longer value
+	// cannot match anything.
+	maxSearchLen = store.MaxTextLen
+	// maxShortParamLen bounds limit, min_price, max_price and sort, in
+	// characters: far above any valid value ("-created_at",
+	// "90071992547409.91"), so only junk is refused for its length.
+	maxShortParamLen = 32
+	// maxEchoedNameLen is how much of an unknown parameter's name the
+	// errors list repeats, so a huge name is not sent back whole.
+	maxEchoedNameLen = 64
+)
+
+// maxParamLen returns the longest value parameter k may have and its unit.
+// The cursor limit is the store's, which covers every cursor it issues.
+func maxParamLen(k string) (int, string) {
+	switch k {
+	case "q", "author":
+		return maxSearchLen, "characters"
+	case "cursor":
+		return store.MaxCursorLen, "bytes"
+	default:
+		return maxShortParamLen, "characters"
+	}
+}
+
+// paramTooLong reports whether v is longer than k allows, counting
+// characters or bytes as maxParamLen says.
+func paramTooLong(k, v string) (bool, string) {
+	limit, unit := maxParamLen(k)
+	n := len(v)
+	if unit == "characters" && n > limit { // each character is at least one byte
+		n = utf8.RuneCountInString(v)
+	}
+	if n <= limit {
+		return false, ""
+	}
+	return true, fmt.Sprintf("must be at most %d %s, got %d", limit, unit, n)
+}
+
+// echoName shortens a parameter name for the errors list, on a character
+// boundary.
+func echoName(k string) string {
+	if len(k) <= maxEchoedNameLen {
+		return k
+	}
+	cut := maxEchoedNameLen
+	for cut > 0 && !utf8.RuneStart(k[cut]) {
+		cut--
+	}
+	return k[:cut] + "…"
+}
 
 func (a *api) listBooks(c *gin.Context) error {
 	query, err := url.ParseQuery(c.Request.URL.RawQuery)
@@ -59,7 +117,9 @@ func nextLink(query url.Values, cursor string) string {
 }
 
 // parseListQuery validates the query parameters. An empty value counts as
-// absent, the way HTML forms send unused fields.
+// absent, the way HTML forms send unused fields. Every refusal is a 400
+// naming the parameter: unknown, repeated, longer than its maximum, not
+// UTF-8 (q, author) or not a valid value.
 func parseListQuery(q url.Values) (store.ListOptions, error) {
 	var fe fieldErrors
 	var opts store.ListOptions
@@ -71,7 +131,7 @@ func parseListQuery(q url.Values) (store.ListOptions, error) {
 	for _, k := range keys {
 		vs := q[k]
 		if !slices.Contains(listParams, k) {
-			fe.badf(k, "is not a known query parameter (known: %s)", strings.Join(listParams, ", "))
+			fe.badf(echoName(k), "is not a known query parameter (known: %s)", strings.Join(listParams, ", "))
 			continue
 		}
 		if len(vs) > 1 {
@@ -80,6 +140,15 @@ func parseListQuery(q url.Values) (store.ListOptions, error) {
 		}
 		v := vs[0]
 		if v == "" {
+			continue
+		}
+		if (k == "q" || k == "author") && !utf8.ValidString(v) {
+			// No stored text is invalid UTF-8, and MySQL may refuse it.
+			fe.badf(k, "must be valid UTF-8 (percent-encode the UTF-8 bytes of the text)")
+			continue
+		}
+		if long, msg := paramTooLong(k, v); long {
+			fe.badf(k, "%s", msg)
 			continue
 		}
 		switch k {

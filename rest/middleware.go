@@ -1,13 +1,13 @@
 package rest
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/bookhub/bookhub/auth"
+	"github.com/bookhub/bookhub/problem"
 )
 
 // Keys of values the middleware stores in the gin context.
@@ -25,46 +26,21 @@ const (
 	keyBookID    = "bookhub.book_id"
 )
 
-// headerRequestID is read from clients and proxies and echoed back.
-const headerRequestID = "X-Request-ID"
-
-// maxRequestIDLen bounds an accepted incoming request id; anything longer is
-// more likely abuse of the logs than a correlation id.
-const maxRequestIDLen = 128
-
-// requestID accepts a sane incoming X-Request-ID (so a proxy's id correlates
-// across services) or generates one, and echoes it.
+// requestID uses the id an outer handler put in the context (bookhub's edge
+// router, so the whole response carries one id), else a sane incoming
+// X-Request-ID (so a proxy's id correlates across services), else a fresh
+// one, and echoes it.
 func (a *api) requestID(c *gin.Context) {
-	id := c.GetHeader(headerRequestID)
-	if !saneRequestID(id) {
-		id = newRequestID()
+	id := problem.RequestIDFrom(c.Request.Context())
+	if id == "" {
+		id = c.GetHeader(problem.RequestIDHeader)
+	}
+	if !problem.ValidRequestID(id) {
+		id = problem.NewRequestID()
 	}
 	c.Set(keyRequestID, id)
-	c.Header(headerRequestID, id)
+	c.Header(problem.RequestIDHeader, id)
 	c.Next()
-}
-
-// saneRequestID allows the characters of UUIDs, ULIDs and trace ids only, so
-// an id cannot forge log lines or smuggle markup.
-func saneRequestID(id string) bool {
-	if id == "" || len(id) > maxRequestIDLen {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		ch := id[i]
-		ok := ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' ||
-			ch == '-' || ch == '_' || ch == '.' || ch == ':'
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
-
-func newRequestID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms.
-	return hex.EncodeToString(b[:])
 }
 
 func requestIDOf(c *gin.Context) string { return c.GetString(keyRequestID) }
@@ -156,8 +132,24 @@ func (a *api) limitBody(c *gin.Context) {
 	if u, ok := w.(interface{ Unwrap() http.ResponseWriter }); ok {
 		w = u.Unwrap()
 	}
-	c.Request.Body = http.MaxBytesReader(w, c.Request.Body, a.maxBody)
+	c.Request.Body = http.MaxBytesReader(w, timeoutBody{c.Request.Body}, a.maxBody)
 	c.Next()
+}
+
+// errBodyTimeout marks a body read cut off by a read deadline (the edge's
+// body deadline), which classify answers with 408 rather than 400.
+var errBodyTimeout = errors.New("request body read deadline exceeded")
+
+// timeoutBody tags deadline errors of the body it wraps with errBodyTimeout.
+// Only body reads are tagged: a database timeout is not the client's fault.
+type timeoutBody struct{ io.ReadCloser }
+
+func (b timeoutBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("%w: %w", errBodyTimeout, err)
+	}
+	return n, err
 }
 
 func tooLarge(limit int64) *apiError {

@@ -2,7 +2,6 @@ package rest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,41 +9,40 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/bookhub/bookhub/problem"
 	"github.com/bookhub/bookhub/store"
 )
 
-// problemPrefix starts every problem type URI. URNs rather than URLs: bookhub
-// does not host documentation pages a client could dereference.
-const problemPrefix = "urn:bookhub:problem:"
+// kind is one class of problem: its status, type slug and title. It is the
+// problem package's Kind, so the API speaks the same dialect as the rest of
+// the public port.
+type kind = problem.Kind
 
-const contentTypeProblem = "application/problem+json"
-
-// kind is one class of problem: its status, type slug and title. The title
-// is the same for every occurrence (RFC 9457 §3.1.3); detail varies.
-type kind struct {
-	status int
-	slug   string
-	title  string
+// newKind keeps the table below one line per kind (vet wants keyed fields
+// for another package's struct).
+func newKind(status int, slug, title string) kind {
+	return kind{Status: status, Slug: slug, Title: title}
 }
 
 // The problem kinds the API sends. Clients switch on the type URI, so these
 // slugs are part of the wire contract.
 var (
-	kindMalformed        = kind{http.StatusBadRequest, "malformed-body", "Malformed request body"}
-	kindInvalidField     = kind{http.StatusBadRequest, "invalid-field", "Invalid field in request body"}
-	kindInvalidParameter = kind{http.StatusBadRequest, "invalid-parameter", "Invalid parameter"}
-	kindUnauthorized     = kind{http.StatusUnauthorized, "unauthorized", "Authentication required"}
-	kindForbidden        = kind{http.StatusForbidden, "forbidden", "Insufficient role"}
-	kindNotFound         = kind{http.StatusNotFound, "not-found", "Not found"}
-	kindMethodNotAllowed = kind{http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed"}
-	kindConflict         = kind{http.StatusConflict, "isbn-conflict", "ISBN already in use"}
-	kindPrecondition     = kind{http.StatusPreconditionFailed, "precondition-failed", "Precondition failed"}
-	kindTooLarge         = kind{http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large"}
-	kindMediaType        = kind{http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"}
-	kindValidation       = kind{http.StatusUnprocessableEntity, "validation", "Validation failed"}
-	kindClientClosed     = kind{statusClientClosed, "client-closed-request", "Client closed request"}
-	kindInternal         = kind{http.StatusInternalServerError, "internal", "Internal server error"}
-	kindUnavailable      = kind{http.StatusServiceUnavailable, "unavailable", "Service unavailable"}
+	kindMalformed        = newKind(http.StatusBadRequest, "malformed-body", "Malformed request body")
+	kindInvalidField     = newKind(http.StatusBadRequest, "invalid-field", "Invalid field in request body")
+	kindInvalidParameter = newKind(http.StatusBadRequest, "invalid-parameter", "Invalid parameter")
+	kindUnauthorized     = newKind(http.StatusUnauthorized, "unauthorized", "Authentication required")
+	kindForbidden        = newKind(http.StatusForbidden, "forbidden", "Insufficient role")
+	kindNotFound         = problem.NotFound
+	kindMethodNotAllowed = problem.MethodNotAllowed
+	kindRequestTimeout   = newKind(http.StatusRequestTimeout, "request-timeout", "Request body timed out")
+	kindConflict         = newKind(http.StatusConflict, "isbn-conflict", "ISBN already in use")
+	kindPrecondition     = newKind(http.StatusPreconditionFailed, "precondition-failed", "Precondition failed")
+	kindTooLarge         = newKind(http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large")
+	kindMediaType        = newKind(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type")
+	kindValidation       = newKind(http.StatusUnprocessableEntity, "validation", "Validation failed")
+	kindClientClosed     = newKind(statusClientClosed, "client-closed-request", "Client closed request")
+	kindInternal         = newKind(http.StatusInternalServerError, "internal", "Internal server error")
+	kindUnavailable      = newKind(http.StatusServiceUnavailable, "unavailable", "Service unavailable")
 )
 
 // statusClientClosed is nginx's non-standard code for a request whose client
@@ -53,10 +51,7 @@ var (
 const statusClientClosed = 499
 
 // fieldError names one offending field of a request body or query.
-type fieldError struct {
-	Field   string `json:"field"`
-	Message string `json:"message"`
-}
+type fieldError = problem.FieldError
 
 // apiError is an error whose rendering the handler decided. Its text is meant
 // for the client.
@@ -72,9 +67,9 @@ type apiError struct {
 
 func (e *apiError) Error() string {
 	if e.cause != nil {
-		return e.kind.slug + ": " + e.detail + ": " + e.cause.Error()
+		return e.kind.Slug + ": " + e.detail + ": " + e.cause.Error()
 	}
-	return e.kind.slug + ": " + e.detail
+	return e.kind.Slug + ": " + e.detail
 }
 
 func (e *apiError) Unwrap() error { return e.cause }
@@ -83,17 +78,6 @@ func newError(k kind, detail string) *apiError { return &apiError{kind: k, detai
 
 func newErrorf(k kind, format string, args ...any) *apiError {
 	return &apiError{kind: k, detail: fmt.Sprintf(format, args...)}
-}
-
-// problem is the RFC 9457 body, with bookhub's two extension members.
-type problem struct {
-	Type      string       `json:"type"`
-	Title     string       `json:"title"`
-	Status    int          `json:"status"`
-	Detail    string       `json:"detail,omitempty"`
-	Instance  string       `json:"instance,omitempty"`
-	RequestID string       `json:"request_id,omitempty"`
-	Errors    []fieldError `json:"errors,omitempty"`
 }
 
 // renderErrors is the one place where errors become responses. It runs the
@@ -111,29 +95,21 @@ func (a *api) renderErrors(c *gin.Context) {
 		// classification above has logged it.
 		return
 	}
-	p := problem{
-		Type:      problemPrefix + ae.kind.slug,
-		Title:     ae.kind.title,
-		Status:    ae.kind.status,
-		Detail:    ae.detail,
-		Instance:  c.Request.URL.Path,
-		RequestID: requestIDOf(c),
-		Errors:    ae.fields,
-	}
-	body, mErr := json.Marshal(p)
-	if mErr != nil {
-		// Only strings and ints: cannot happen, but never panic here.
-		a.log.ErrorContext(c.Request.Context(), "encode problem", slog.Any("error", mErr))
-		c.Status(http.StatusInternalServerError)
-		return
-	}
+	p := ae.kind.New(ae.detail)
+	p.Instance = c.Request.URL.Path
+	p.RequestID = requestIDOf(c)
+	p.Errors = ae.fields
 	if ae.challenge != "" {
 		c.Header("WWW-Authenticate", ae.challenge)
 	}
-	// A problem describes this response, not the book: drop validators a
-	// handler may have set before failing.
-	c.Writer.Header().Del("ETag")
-	c.Data(ae.kind.status, contentTypeProblem, body)
+	if ae.kind == kindRequestTimeout {
+		// RFC 9110 §15.5.9: the rest of the body may still arrive, so the
+		// connection cannot carry another request.
+		c.Header("Connection", "close")
+	}
+	// problem.Write also drops validators (ETag) a handler may have set
+	// before failing: a problem describes this response, not the book.
+	problem.Write(c.Writer, p)
 }
 
 // classify maps any error to an apiError and logs what the client must not
@@ -142,9 +118,13 @@ func (a *api) classify(c *gin.Context, err error) *apiError {
 	ctx := c.Request.Context()
 	var ae *apiError
 	switch {
+	case errors.Is(err, errBodyTimeout):
+		// Checked first: readBody wraps a failed read as malformed, but a
+		// client too slow for the edge's body deadline deserves to know.
+		return newError(kindRequestTimeout, "the request body did not arrive in time; send it faster or in a smaller request")
 	case errors.As(err, &ae):
-		if ae.kind.status >= http.StatusInternalServerError {
-			a.logFault(c, ae.kind.status, err)
+		if ae.kind.Status >= http.StatusInternalServerError {
+			a.logFault(c, ae.kind.Status, err)
 		}
 		return ae
 	case errors.Is(err, store.ErrNotFound):

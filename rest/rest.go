@@ -12,6 +12,9 @@
 // recovered panic takes the same path) turns it into RFC 9457
 // application/problem+json. Internal details are logged, never sent.
 //
+// Every GET route also answers HEAD, with the same status and headers and no
+// body.
+//
 // After every committed write the package publishes exactly one
 // events.Event carrying the same book JSON the client received.
 package rest
@@ -180,12 +183,12 @@ func (a *api) routes() *gin.Engine {
 		return newErrorf(kindMethodNotAllowed, "%s is not allowed here; see the Allow header", c.Request.Method)
 	}))
 
-	r.GET("/healthz", a.healthz)
-	r.GET("/readyz", a.readyz)
+	get(r, "/healthz", a.healthz)
+	get(r, "/readyz", a.readyz)
 
 	v1 := r.Group("/api/v1")
-	v1.GET("/books", handle(a.listBooks))
-	v1.GET("/books/:id", a.bookID, handle(a.getBook))
+	get(v1, "/books", handle(a.listBooks))
+	get(v1, "/books/:id", a.bookID, handle(a.getBook))
 
 	editor := v1.Group("", a.requireRole(auth.RoleEditor))
 	editor.POST("/books", requireJSON(false), handle(a.createBook))
@@ -195,6 +198,15 @@ func (a *api) routes() *gin.Engine {
 	admin := v1.Group("", a.requireRole(auth.RoleAdmin))
 	admin.DELETE("/books/:id", a.bookID, handle(a.deleteBook))
 	return r
+}
+
+// get registers a GET route and its HEAD twin (RFC 9110 §9.3.2: HEAD is GET
+// without the body). The handlers run unchanged: net/http discards the body
+// of a HEAD response and still counts it into Content-Length when the whole
+// body fits its buffer, so both methods send the same headers.
+func get(r gin.IRoutes, path string, handlers ...gin.HandlerFunc) {
+	r.GET(path, handlers...)
+	r.HEAD(path, handlers...)
 }
 
 // handle adapts a handler that returns its error to gin: the error goes to

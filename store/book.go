@@ -14,7 +14,9 @@ type Book struct {
 	ID     int64
 	Title  string
 	Author string
-	// ISBN is normalized (digits and a final X, no hyphens); "" means none.
+	// ISBN is the 13 digits of an ISBN-13 (see NormalizeISBN); "" means
+	// none. A row stored before ISBN-10s were converted may still hold the
+	// 10 characters of an ISBN-10 (see migration 2 in schema.go).
 	ISBN       string
 	PriceCents int64
 	Stock      int64
@@ -32,7 +34,8 @@ var (
 	ErrConflict = errors.New("isbn already in use")
 	// ErrStale: the caller's expected version is not the current one.
 	ErrStale = errors.New("book version is stale")
-	// ErrInvalidQuery: a bad sort field or cursor in ListOptions.
+	// ErrInvalidQuery: a bad sort field, limit or cursor in ListOptions; a
+	// cursor is bad when List could not have issued it.
 	ErrInvalidQuery = errors.New("invalid list query")
 	// ErrUnavailable: the database could not be reached; the operation did
 	// not happen (or, for a write cut off mid-commit, may not have: callers
@@ -48,6 +51,7 @@ type ListOptions struct {
 	// Limit is the page size: 0 means DefaultLimit, above MaxLimit is an error.
 	Limit int
 	// Cursor is NextCursor of the previous page; "" starts at the beginning.
+	// It is at most MaxCursorLen bytes.
 	Cursor string
 	// Author matches the author exactly (case-insensitive).
 	Author string

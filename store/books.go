@@ -8,18 +8,26 @@ import (
 	"gorm.io/gorm/clause"
 )
 
-// The store does not validate field contents (title length, ISBN checksum,
-// negative stock); the API does, before anything reaches the database.
+// Every write applies the entity's rules (Book.Normalize) itself, so no
+// writer can store a value the API would refuse or an ISBN-10 that dodges
+// the unique index. The API checks the same rules first, field by field, to
+// report them in its own terms; here they are the last line.
 
-// Create inserts b and returns it as stored: with its new ID, Version 1 and
+// Create inserts b and returns it as stored: normalized by Book.Normalize
+// (an ISBN-10 becomes its ISBN-13), with its new ID, Version 1 and
 // CreatedAt = UpdatedAt = now (UTC, microsecond precision, so the values
-// round-trip exactly). b's ID, Version and timestamps are ignored. A taken
+// round-trip exactly). b's ID, Version and timestamps are ignored. A book
+// that breaks a rule yields a *ValidationError (ErrInvalidBook); a taken
 // ISBN yields ErrConflict.
 func (s *Store) Create(ctx context.Context, b Book) (Book, error) {
+	b, err := b.Normalize()
+	if err != nil {
+		return Book{}, fmt.Errorf("create book: %w", err)
+	}
 	now := s.now()
 	b.ID, b.Version, b.CreatedAt, b.UpdatedAt = 0, 1, now, now
 	row := fromBook(b)
-	err := s.inTx(ctx, func(tx *gorm.DB) error {
+	err = s.inTx(ctx, func(tx *gorm.DB) error {
 		return tx.Create(&row).Error
 	})
 	if err != nil {
@@ -42,10 +50,15 @@ func (s *Store) Get(ctx context.Context, id int64) (Book, error) {
 // It loads the row (locking it on MySQL, so concurrent updates of one book
 // queue instead of racing), fails with ErrNotFound if there is none and with
 // ErrStale if ifVersion is not 0 and not the current version, then calls
-// apply. apply may change Title, Author, ISBN, PriceCents and Stock; changes
-// to other fields are undone. If apply fails, nothing is written and its
-// error is returned wrapped. Otherwise Version is bumped and UpdatedAt set
-// to now. A taken ISBN yields ErrConflict.
+// apply with the current book, so apply can make checks against the stored
+// values that no concurrent write can invalidate. apply may change Title,
+// Author, ISBN, PriceCents and Stock; changes to other fields are undone.
+// If apply fails, nothing is written and its error is returned wrapped. The
+// fields apply changed must follow Book.Normalize's rules (an ISBN-10
+// becomes its ISBN-13), else nothing is written and the error is a
+// *ValidationError; unchanged fields are not checked, so a row stored before
+// a rule existed stays editable. Otherwise Version is bumped and UpdatedAt
+// set to now. A taken ISBN yields ErrConflict.
 func (s *Store) Update(ctx context.Context, id int64, ifVersion int64, apply func(*Book) error) (Book, error) {
 	var out Book
 	err := s.inTx(ctx, func(tx *gorm.DB) error {
@@ -55,6 +68,9 @@ func (s *Store) Update(ctx context.Context, id int64, ifVersion int64, apply fun
 		}
 		next := cur
 		if err := apply(&next); err != nil {
+			return err
+		}
+		if next, err = next.normalizeChanges(cur); err != nil {
 			return err
 		}
 		// Only the editable fields survive apply.

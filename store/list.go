@@ -6,8 +6,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // keyKind is the Go type of a sort column's values, which decides how a
@@ -76,12 +78,26 @@ func (sp sortSpec) key(b Book) any {
 // cursor is the position after the last row of a page. It records the sort
 // it was made for because the same (value, id) pair means a different
 // position under another order. It is opaque to clients (base64url JSON)
-// but not secret: a forged one only selects a different position.
+// but not secret: a forged one only selects a different position, and
+// decodeCursor accepts only what encodeCursor could have written, so no
+// forged value reaches the database.
 type cursor struct {
 	Sort string          `json:"s"`
 	Key  json.RawMessage `json:"k"`
 	ID   int64           `json:"i"`
 }
+
+// MaxCursorLen is the longest ListOptions.Cursor List accepts, in bytes;
+// longer ones are ErrInvalidQuery before any decoding. It is above the
+// longest cursor List issues: a sort key of MaxTextLen characters that all
+// need a six-byte JSON escape (such as "<" or U+2028), the longest sort name
+// and the largest id, base64-encoded (2,102 bytes).
+const MaxCursorLen = 2200
+
+// Years a cursor's time may name. MySQL's driver cannot send a time outside
+// them (and no row was written then), so such a cursor is refused here
+// rather than failing in the query.
+const minCursorYear, maxCursorYear = 1, 9999
 
 func encodeCursor(sp sortSpec, last Book) string {
 	key, _ := json.Marshal(sp.key(last)) // strings and ints always marshal
@@ -90,8 +106,16 @@ func encodeCursor(sp sortSpec, last Book) string {
 }
 
 // decodeCursor returns the cursor's sort key, typed for the query, and id.
+// Anything encodeCursor could not have produced for this sort is
+// ErrInvalidQuery: an oversized or malformed cursor, unknown or missing
+// members, data after the JSON, another sort, an id below 1, a null key, an
+// id key differing from the id, a negative price, a text key longer than
+// MaxTextLen, a time outside years 1-9999.
 func decodeCursor(sp sortSpec, s string) (any, int64, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if len(s) > MaxCursorLen {
+		return nil, 0, fmt.Errorf("%w: cursor longer than %d bytes", ErrInvalidQuery, MaxCursorLen)
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: malformed cursor", ErrInvalidQuery)
 	}
@@ -101,29 +125,53 @@ func decodeCursor(sp sortSpec, s string) (any, int64, error) {
 	if err := dec.Decode(&c); err != nil || len(c.Key) == 0 {
 		return nil, 0, fmt.Errorf("%w: malformed cursor", ErrInvalidQuery)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, 0, fmt.Errorf("%w: data after the cursor", ErrInvalidQuery)
+	}
 	if c.Sort != sp.name {
 		return nil, 0, fmt.Errorf("%w: cursor was made for sort %q, not %q", ErrInvalidQuery, c.Sort, sp.name)
+	}
+	if c.ID < 1 {
+		return nil, 0, fmt.Errorf("%w: cursor id %d is not positive", ErrInvalidQuery, c.ID)
+	}
+	if string(c.Key) == "null" {
+		// json.Unmarshal would leave a zero value and report no error.
+		return nil, 0, fmt.Errorf("%w: cursor key is null", ErrInvalidQuery)
 	}
 	var key any
 	switch sp.kind {
 	case kindInt:
 		var v int64
-		err = json.Unmarshal(c.Key, &v)
+		if err = json.Unmarshal(c.Key, &v); err == nil {
+			switch {
+			case sp.column == "id" && v != c.ID:
+				err = fmt.Errorf("id key %d differs from id %d", v, c.ID)
+			case v < 0:
+				err = fmt.Errorf("negative key %d", v)
+			}
+		}
 		key = v
 	case kindString:
 		var v string
-		err = json.Unmarshal(c.Key, &v)
+		if err = json.Unmarshal(c.Key, &v); err == nil && utf8.RuneCountInString(v) > MaxTextLen {
+			err = fmt.Errorf("key longer than %d characters", MaxTextLen)
+		}
 		key = v
 	case kindTime:
 		var v string
 		if err = json.Unmarshal(c.Key, &v); err == nil {
 			var t time.Time
-			t, err = time.Parse(time.RFC3339Nano, v)
-			key = t.UTC()
+			if t, err = time.Parse(time.RFC3339Nano, v); err == nil {
+				t = t.UTC()
+				if y := t.Year(); y < minCursorYear || y > maxCursorYear {
+					err = fmt.Errorf("time %s is outside years %d-%d", v, minCursorYear, maxCursorYear)
+				}
+			}
+			key = t
 		}
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: malformed cursor", ErrInvalidQuery)
+		return nil, 0, fmt.Errorf("%w: malformed cursor: %w", ErrInvalidQuery, err)
 	}
 	return key, c.ID, nil
 }

@@ -291,6 +291,28 @@ func TestListRefusesBadQueries(t *testing.T) {
 			{"CursorForOtherDirection", store.ListOptions{Sort: "-price", Cursor: priceCursor}},
 			{"CursorForOtherField", store.ListOptions{Sort: "title", Cursor: priceCursor}},
 			{"CursorForDefaultSort", store.ListOptions{Cursor: priceCursor}},
+			// Forged cursors: anything List could not have issued.
+			{"CursorTooLong", store.ListOptions{Cursor: strings.Repeat("A", store.MaxCursorLen+1)}},
+			{"CursorPadded", store.ListOptions{Cursor: base64.URLEncoding.EncodeToString([]byte(`{"s":"id","k":3,"i":3}`))}},
+			{"CursorTrailingData", store.ListOptions{Cursor: encode(`{"s":"id","k":3,"i":3} {}`)}},
+			{"CursorTrailingGarbage", store.ListOptions{Cursor: encode(`{"s":"id","k":3,"i":3}x`)}},
+			{"CursorMissingID", store.ListOptions{Cursor: encode(`{"s":"id","k":3}`)}},
+			{"CursorZeroID", store.ListOptions{Sort: "price", Cursor: encode(`{"s":"price","k":1,"i":0}`)}},
+			{"CursorNegativeID", store.ListOptions{Sort: "price", Cursor: encode(`{"s":"price","k":1,"i":-5}`)}},
+			{"CursorIDTooLarge", store.ListOptions{Sort: "price", Cursor: encode(`{"s":"price","k":1,"i":9223372036854775808}`)}},
+			{"CursorFractionalID", store.ListOptions{Sort: "price", Cursor: encode(`{"s":"price","k":1,"i":1.5}`)}},
+			{"CursorIDKeyDiffers", store.ListOptions{Cursor: encode(`{"s":"id","k":7,"i":3}`)}},
+			{"CursorNullKey", store.ListOptions{Sort: "title", Cursor: encode(`{"s":"title","k":null,"i":1}`)}},
+			{"CursorNullIntKey", store.ListOptions{Sort: "price", Cursor: encode(`{"s":"price","k":null,"i":1}`)}},
+			{"CursorNegativePrice", store.ListOptions{Sort: "price", Cursor: encode(`{"s":"price","k":-1,"i":1}`)}},
+			{"CursorMissingSort", store.ListOptions{Cursor: encode(`{"k":3,"i":3}`)}},
+			{"CursorUnknownSort", store.ListOptions{Sort: "title", Cursor: encode(`{"s":"isbn","k":"x","i":1}`)}},
+			{"CursorTitleTooLong", store.ListOptions{Sort: "title", Cursor: encode(`{"s":"title","k":"` + strings.Repeat("a", store.MaxTextLen+1) + `","i":1}`)}},
+			{"CursorYearZero", store.ListOptions{Sort: "created_at", Cursor: encode(`{"s":"created_at","k":"0000-12-31T23:59:59Z","i":1}`)}},
+			{"CursorYearBeforeOneByOffset", store.ListOptions{Sort: "created_at", Cursor: encode(`{"s":"created_at","k":"0001-01-01T00:30:00+01:00","i":1}`)}},
+			{"CursorYear10000ByOffset", store.ListOptions{Sort: "-updated_at", Cursor: encode(`{"s":"-updated_at","k":"9999-12-31T23:59:59-05:00","i":1}`)}},
+			{"CursorTimeNotRFC3339", store.ListOptions{Sort: "created_at", Cursor: encode(`{"s":"created_at","k":"2024-01-01 10:00:00","i":1}`)}},
+			{"CursorTimeNumber", store.ListOptions{Sort: "created_at", Cursor: encode(`{"s":"created_at","k":1700000000,"i":1}`)}},
 			{"MinPriceAboveMax", store.ListOptions{MinPriceCents: &two, MaxPriceCents: &one}},
 		}
 		for _, tt := range tests {
@@ -298,6 +320,55 @@ func TestListRefusesBadQueries(t *testing.T) {
 				page, err := s.List(testContext(t), tt.opts)
 				if !errors.Is(err, store.ErrInvalidQuery) {
 					t.Fatalf("List(%+v) = %+v, %v; want ErrInvalidQuery", tt.opts, page, err)
+				}
+			})
+		}
+	})
+}
+
+// TestListAcceptsEveryCursorItCanIssue follows the longest cursor List can
+// hand out and cursors at the edges of what decodeCursor allows, so the
+// limits refuse only forgeries.
+func TestListAcceptsEveryCursorItCanIssue(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		ctx := testContext(t)
+		// "<" is escaped as six bytes (\u003c) in JSON: the longest key.
+		long := strings.Repeat("<", store.MaxTextLen)
+		for range 2 {
+			mustCreate(t, s, store.Book{Title: long, Author: long})
+		}
+		for _, sort := range []string{"-title", "-author"} {
+			t.Run("Longest/"+sort, func(t *testing.T) {
+				page, err := s.List(ctx, store.ListOptions{Sort: sort, Limit: 1})
+				if err != nil || page.NextCursor == "" {
+					t.Fatalf("List: %+v, %v", page, err)
+				}
+				if n := len(page.NextCursor); n > store.MaxCursorLen || n < store.MaxCursorLen*9/10 {
+					t.Errorf("cursor is %d bytes; want it at most MaxCursorLen %d and close to it (or lower the limit)", n, store.MaxCursorLen)
+				}
+				next, err := s.List(ctx, store.ListOptions{Sort: sort, Limit: 1, Cursor: page.NextCursor})
+				if err != nil || len(next.Books) != 1 {
+					t.Errorf("following the cursor: %+v, %v", next, err)
+				}
+			})
+		}
+		encode := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+		edges := []struct {
+			name string
+			opts store.ListOptions
+		}{
+			{"YearOne", store.ListOptions{Sort: "created_at", Cursor: encode(`{"s":"created_at","k":"0001-01-01T00:00:00Z","i":1}`)}},
+			{"Year9999", store.ListOptions{Sort: "-updated_at", Cursor: encode(`{"s":"-updated_at","k":"9999-12-31T23:59:59.999999999Z","i":1}`)}},
+			{"OffsetWithinRange", store.ListOptions{Sort: "created_at", Cursor: encode(`{"s":"created_at","k":"2024-06-01T12:00:00.5+02:00","i":1}`)}},
+			{"LargestID", store.ListOptions{Cursor: encode(`{"s":"id","k":9223372036854775807,"i":9223372036854775807}`)}},
+			{"ZeroPrice", store.ListOptions{Sort: "price", Cursor: encode(`{"s":"price","k":0,"i":1}`)}},
+			{"TitleOfMaxLength", store.ListOptions{Sort: "title", Cursor: encode(`{"s":"title","k":"` + strings.Repeat("é", store.MaxTextLen) + `","i":1}`)}},
+			{"TitleWithNUL", store.ListOptions{Sort: "title", Cursor: encode(`{"s":"title","k":"\u0000","i":1}`)}},
+		}
+		for _, tt := range edges {
+			t.Run(tt.name, func(t *testing.T) {
+				if _, err := s.List(ctx, tt.opts); err != nil {
+					t.Errorf("List(%+v): %v", tt.opts, err)
 				}
 			})
 		}

@@ -78,10 +78,15 @@ func nullableISBN(isbn string) *string {
 // Steps are applied once, in order, and recorded in schema_migrations. Each
 // statement must be idempotent (IF NOT EXISTS) because MySQL commits DDL
 // immediately: a step interrupted half-way is simply run again.
+//
+// A step may also carry run, a data change written in Go (it runs in the
+// step's transaction, after the statements) for rules SQL cannot express
+// portably, such as an ISBN check digit. run must be safe to repeat too.
 type migration struct {
 	version int64
 	sqlite  []string
 	mysql   []string
+	run     func(s *Store, tx *gorm.DB) error
 }
 
 // migrations is append-only: never edit a released step, add a new one.
@@ -128,6 +133,55 @@ var migrations = []migration{
 			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci`,
 		},
 	},
+	{
+		// Books are kept with ISBN-13s only (see NormalizeISBN); rows
+		// written before that may hold an ISBN-10.
+		version: 2,
+		run:     (*Store).convertISBN10s,
+	},
+}
+
+// convertISBN10s is migration 2: it rewrites each stored ISBN-10 as the
+// ISBN-13 of the same book, bumping the row's version and updated_at
+// because its representation changes (a cached ETag must not keep showing
+// the old form). A row keeps its ISBN-10, and a warning is logged, when the
+// ISBN-10 is not valid or when another book already holds the ISBN-13: two
+// rows for one book need a person to decide which to keep, and until then
+// a client sending either form of that ISBN gets a conflict.
+func (s *Store) convertISBN10s(tx *gorm.DB) error {
+	// A fresh statement: the migration's connection carries the
+	// schema_migrations table from reading which steps are applied.
+	tx = tx.Session(&gorm.Session{NewDB: true})
+	var rows []bookRow
+	if err := tx.Select("id", "isbn").Where("LENGTH(isbn) = 10").Order("id").Find(&rows).Error; err != nil {
+		return fmt.Errorf("find ISBN-10s: %w", err)
+	}
+	for _, r := range rows {
+		isbn, err := NormalizeISBN(*r.ISBN)
+		if err != nil {
+			s.log.Warn("schema migration 2 left a book's ISBN-10 as it was: it is not a valid ISBN",
+				"book_id", r.ID, "isbn", *r.ISBN)
+			continue
+		}
+		var holders []int64
+		if err := tx.Model(&bookRow{}).Where("isbn = ?", isbn).Pluck("id", &holders).Error; err != nil {
+			return fmt.Errorf("look up ISBN %s: %w", isbn, err)
+		}
+		if len(holders) > 0 {
+			s.log.Warn("schema migration 2 left a book's ISBN-10 as it was: another book has the same ISBN as ISBN-13; merge or correct them",
+				"book_id", r.ID, "isbn", *r.ISBN, "isbn13", isbn, "other_book_id", holders[0])
+			continue
+		}
+		err = tx.Model(&bookRow{}).Where("id = ?", r.ID).Updates(map[string]any{
+			"isbn":       isbn,
+			"version":    gorm.Expr("version + 1"),
+			"updated_at": s.now(),
+		}).Error
+		if err != nil {
+			return fmt.Errorf("convert ISBN of book %d: %w", r.ID, err)
+		}
+	}
+	return nil
 }
 
 // migrateLock names the MySQL advisory lock that stops two instances
@@ -198,6 +252,11 @@ func (s *Store) apply(conn *gorm.DB, m migration) error {
 	return conn.Transaction(func(tx *gorm.DB) error {
 		for _, q := range stmts {
 			if err := tx.Exec(q).Error; err != nil {
+				return err
+			}
+		}
+		if m.run != nil {
+			if err := m.run(s, tx); err != nil {
 				return err
 			}
 		}

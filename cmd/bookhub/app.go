@@ -87,6 +87,9 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 		rb, err := redisbus.New(openCtx, redisbus.Options{
 			URL: string(cfg.RedisURL), Prefix: cfg.RedisPrefix, Sharded: cfg.RedisSharded, Cluster: cfg.RedisCluster,
 			Logger: logger, OnError: a.metrics.BusError,
+			// Bus messages are signed with a key of their own, derived from
+			// the secret every instance shares (never the JWT key itself).
+			SigningKey: redisbus.DeriveSigningKey(secret),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", config.EnvRedisURL, err)
@@ -101,6 +104,8 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 		Logger:         logger,
 		OriginPatterns: cfg.AllowedOrigins,
 		Observer:       a.metrics,
+		// Per instance; a 429 before the upgrade beyond it.
+		MaxConnsPerSubject: cfg.WSMaxConnsPerSubject,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("websocket hub: %w", err)
@@ -123,22 +128,27 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 		return nil, fmt.Errorf("rest api: %w", err)
 	}
 
-	mux := http.NewServeMux()
-	mux.Handle("/ws", a.hub)
-	mux.Handle("/api/", api)
-	mux.Handle("/healthz", api)
-	mux.Handle("/readyz", api)
-	mux.Handle("/", web.Handler())
+	ed := &edge{
+		next:        routes(api, a.hub, assets(web.Handler())),
+		readTimeout: cfg.ReadTimeout,
+		minRate:     cfg.ReadMinRate,
+		maxBody:     rest.DefaultMaxBodyBytes, // the API's own cap: rest.Options leaves it at the default
+	}
 	a.server = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Handler:           ed,
+		ReadHeaderTimeout: cfg.ReadTimeout,
+		// A backstop only: the edge sets a tighter deadline per request.
+		// A hijacked WebSocket keeps none of these (net/http clears the
+		// deadlines on Hijack), so idle sockets live on.
+		ReadTimeout: ed.serverReadTimeout(),
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	if cfg.MetricsAddr != "" {
 		mm := http.NewServeMux()
 		mm.Handle("/metrics", a.metrics.Handler())
-		a.metricsServer = &http.Server{Handler: mm, ReadHeaderTimeout: 10 * time.Second}
+		// Scrapes have no body; the read deadline only stops a stalled one.
+		a.metricsServer = &http.Server{Handler: mm, ReadHeaderTimeout: cfg.ReadTimeout, ReadTimeout: 2 * cfg.ReadTimeout}
 	}
 	return a, nil
 }
@@ -181,7 +191,9 @@ func (a *App) MetricsAddr() string {
 
 // Run relays bus events to the hub and serves HTTP until ctx is done, then
 // shuts down gracefully: stop accepting, close every socket with 1001 within
-// hubShutdownTimeout, finish in-flight requests.
+// hubShutdownTimeout, finish in-flight requests. Requests still running when
+// the shutdown timeout ends (a stalled upload, a hung handler) are cut off
+// with a warning; that is a completed stop, so Run still returns nil.
 func (a *App) Run(ctx context.Context) error {
 	if a.ln == nil {
 		if err := a.Listen(ctx); err != nil {
@@ -223,16 +235,29 @@ func (a *App) Run(ctx context.Context) error {
 			a.log.Warn("websocket shutdown incomplete", "err", err)
 		}
 	}()
-	if err := a.server.Shutdown(shutdownCtx); err != nil {
-		serveErr = errors.Join(serveErr, fmt.Errorf("http shutdown: %w", err))
-	}
+	a.shutdownServer(shutdownCtx, "http", a.server)
 	if a.metricsServer != nil {
-		_ = a.metricsServer.Shutdown(shutdownCtx)
+		a.shutdownServer(shutdownCtx, "metrics", a.metricsServer)
 	}
 	wg.Wait()
 	stopRelay()
 	a.log.Info("bookhub stopped")
 	return serveErr
+}
+
+// shutdownServer stops s gracefully within ctx, then closes whatever
+// connections are left. A deploy must not wait on a client that stopped
+// sending, and a stop that had to cut a request off is still a stop.
+func (a *App) shutdownServer(ctx context.Context, name string, s *http.Server) {
+	err := s.Shutdown(ctx)
+	if err == nil {
+		return
+	}
+	a.log.Warn("graceful shutdown incomplete; closing the remaining connections",
+		"server", name, "timeout", a.cfg.ShutdownTimeout, "err", err)
+	if err := s.Close(); err != nil {
+		a.log.Warn("close server", "server", name, "err", err)
+	}
 }
 
 // relay hands one bus event to the hub. It runs on the bus goroutine and

@@ -22,6 +22,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	logger := newLogger(cfg, stderr)
+	useRedisLogger(logger)
 	app, err := NewApp(ctx, cfg, logger)
 	if err != nil {
 		return err

@@ -12,9 +12,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bookhub/bookhub/events/redisbus"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -57,6 +62,17 @@ func cli(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "bookhub:", err)
 		return 1
 	}
+}
+
+// useRedisLogger sends go-redis's own log lines (pool and pub/sub
+// reconnects, discarded connections) to logger instead of bare lines on
+// stderr. go-redis has one process-wide logger, so this package, which owns
+// the process, is the only one that sets it: serve calls it once, as soon
+// as the configured logger exists. Library packages and App never do, so
+// instances that share a process (tests) keep their own loggers for
+// everything else.
+func useRedisLogger(logger *slog.Logger) {
+	redis.SetLogger(redisbus.NewLogger(logger))
 }
 
 func usage(w io.Writer) {

@@ -53,6 +53,9 @@ func newBackend(raw string, cluster bool, dialTimeout time.Duration) (*backend, 
 		// At most once: node clients never retry, and publishes opt out of
 		// the cluster client's own retry of network errors (see noRetry).
 		copts.MaxRetries = -1
+		// Socket deadlines follow the caller's context (see newBackend's
+		// single-server branch).
+		copts.ContextTimeoutEnabled = true
 		c := redis.NewClusterClient(copts)
 		o := c.Options() // defaults filled in
 		return &backend{
@@ -71,6 +74,13 @@ func newBackend(raw string, cluster bool, dialTimeout time.Duration) (*backend, 
 	// At most once: a PUBLISH retried after its reply was lost would be
 	// delivered twice.
 	ropts.MaxRetries = -1
+	// Without this go-redis sets every socket deadline from ReadTimeout and
+	// WriteTimeout alone (5s by default) and ignores the context's deadline,
+	// so a frozen Redis held each publish for 5s whatever its budget. With
+	// it the deadline is the earlier of the two, on the pool wait, the dial,
+	// the handshake and the command alike. Publish and Ping still guard
+	// themselves (see await) for the paths that ignore deadlines.
+	ropts.ContextTimeoutEnabled = true
 	c := redis.NewClient(ropts)
 	o := c.Options()
 	return &backend{

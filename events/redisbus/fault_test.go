@@ -3,8 +3,10 @@ package redisbus_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -81,6 +83,105 @@ func TestSubscriptionRecoversAfterRedisRestart(t *testing.T) {
 	wantRecoveredOnce(t, logs)
 }
 
+// A frozen Redis (SIGSTOP) accepts connections and reads nothing: the
+// worst case for timeouts, since no socket ever errors. Publish and Ping
+// must still return by their deadline, the subscription must notice within
+// seconds (with the default health check), and everything must resume on
+// SIGCONT.
+func TestFrozenRedis(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	srv := testenv.StartRedis(t)
+	logs := &testenv.LogBuffer{}
+	lostAt := make(chan time.Time, 1)
+	onError := func(op string) {
+		if op == redisbus.OpSubscribe {
+			select {
+			case lostAt <- time.Now():
+			default:
+			}
+		}
+	}
+	pub := newBus(t, redisbus.Options{URL: srv.URL()})
+	sub := newBus(t, redisbus.Options{URL: srv.URL(), Logger: logs.Logger(), OnError: onError})
+	r := subscribed(ctx, t, pub, sub)
+
+	srv.Freeze()
+	frozenAt := time.Now()
+
+	t.Run("ErrPublishWithinDeadline", func(t *testing.T) {
+		// More publishes at once than the pool has connections (10 per
+		// CPU): some write into the frozen pooled connections, some wait
+		// for the pool, some dial a new one and hang in the handshake.
+		n := 10*runtime.GOMAXPROCS(0) + 10
+		const budget, slack = 2 * time.Second, 500 * time.Millisecond
+		errs := make(chan error, n)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range n {
+			wg.Go(func() {
+				pctx, cancel := context.WithTimeout(ctx, budget)
+				defer cancel()
+				start := time.Now()
+				err := pub.Publish(pctx, testEvent(2))
+				switch d := time.Since(start); {
+				case err == nil:
+					errs <- errors.New("Publish succeeded with Redis frozen")
+				case d > budget+slack:
+					errs <- fmt.Errorf("Publish took %v to fail (%w), want at most %v", d, err, budget+slack)
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		t.Logf("%d concurrent publishes failed within %v", n, time.Since(start).Round(time.Millisecond))
+	})
+	t.Run("ErrPingWithinDeadline", func(t *testing.T) {
+		for name, b := range map[string]*redisbus.Bus{"publisher": pub, "subscriber": sub} {
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			start := time.Now()
+			err := b.Ping(pctx)
+			d := time.Since(start)
+			cancel()
+			if err == nil || d > 1500*time.Millisecond {
+				t.Errorf("%s: Ping = %v after %v, want an error within 1s", name, err, d)
+			}
+		}
+	})
+	t.Run("SubscriptionLostWithinSeconds", func(t *testing.T) {
+		// The default watchdog: HealthCheckInterval of silence, then
+		// PingTimeout for the pong.
+		const within = redisbus.DefaultHealthCheckInterval + redisbus.DefaultPingTimeout + time.Second
+		select {
+		case at := <-lostAt:
+			if d := at.Sub(frozenAt); d > within {
+				t.Errorf("subscription declared lost %v after the freeze, want within %v", d, within)
+			} else {
+				t.Logf("subscription declared lost %v after the freeze", d.Round(time.Millisecond))
+			}
+		case <-ctx.Done():
+			t.Fatalf("subscription never declared lost; log:\n%s", logs)
+		}
+		logs.WaitFor(ctx, t, "redis subscription lost")
+	})
+
+	srv.Thaw()
+	thawedAt := time.Now()
+	logs.WaitFor(ctx, t, "redis subscription restored")
+	t.Logf("subscription restored %v after the thaw", time.Since(thawedAt).Round(time.Millisecond))
+	next := testEvent(3)
+	if err := pub.Publish(ctx, next); err != nil {
+		t.Fatalf("Publish after the thaw: %v", err)
+	}
+	r.waitForID(ctx, t, next.ID)
+	if err := sub.Ping(ctx); err != nil {
+		t.Errorf("Ping after the thaw = %v", err)
+	}
+	wantRecoveredOnce(t, logs)
+}
+
 // A link that dies without closing the socket (a partition) is only found
 // by the health check.
 func TestHealthCheckReplacesSilentlyDeadLink(t *testing.T) {
@@ -90,7 +191,8 @@ func TestHealthCheckReplacesSilentlyDeadLink(t *testing.T) {
 	px := startProxy(t, direct)
 	logs := &testenv.LogBuffer{}
 	sub := newBus(t, redisbus.Options{
-		URL: px.url(direct), Prefix: prefix, Logger: logs.Logger(), HealthCheckInterval: 200 * time.Millisecond,
+		URL: px.url(direct), Prefix: prefix, Logger: logs.Logger(),
+		HealthCheckInterval: 200 * time.Millisecond, PingTimeout: 200 * time.Millisecond,
 	})
 	pub := newBus(t, redisbus.Options{Prefix: prefix})
 	r := subscribed(ctx, t, pub, sub)

@@ -23,13 +23,29 @@ func testCtx(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
-// newBus connects to the shared test Redis under prefix and closes the bus
-// when t ends.
+// testSecret stands for the deployment secret that every bus of a test
+// shares unless the test says otherwise.
+const testSecret = "test-secret-of-the-redisbus-tests-0123456789"
+
+// testKey is the signing key of testSecret.
+var testKey = redisbus.DeriveSigningKey([]byte(testSecret))
+
+// withKey fills in testKey when opts has no signing key.
+func withKey(opts redisbus.Options) redisbus.Options {
+	if opts.SigningKey == nil {
+		opts.SigningKey = testKey
+	}
+	return opts
+}
+
+// newBus connects to the shared test Redis under prefix, signing with
+// testKey unless opts has a key, and closes the bus when t ends.
 func newBus(t testing.TB, opts redisbus.Options) *redisbus.Bus {
 	t.Helper()
 	if opts.URL == "" {
 		opts.URL = testenv.Redis(t)
 	}
+	opts = withKey(opts)
 	b, err := redisbus.New(testCtx(t, 10*time.Second), opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -124,7 +140,7 @@ func testEvent(bookID int64) events.Event {
 // mentions want and never repeats secret, the password in opts.URL.
 func wantNewRefused(t testing.TB, opts redisbus.Options, want, secret string) {
 	t.Helper()
-	b, err := redisbus.New(testCtx(t, 10*time.Second), opts)
+	b, err := redisbus.New(testCtx(t, 10*time.Second), withKey(opts))
 	if err == nil {
 		b.Close()
 		t.Fatal("New succeeded, want an error")
@@ -169,7 +185,7 @@ func wantDeliveredOnceInOrder(ctx context.Context, t testing.TB, pub *redisbus.B
 	}
 	// A last event published after the others: once it is in, any
 	// duplicate of an earlier one would have arrived before it.
-	last := testEvent(0)
+	last := testEvent(int64(n + 1))
 	if err := pub.Publish(ctx, last); err != nil {
 		t.Fatalf("Publish last: %v", err)
 	}

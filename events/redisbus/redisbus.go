@@ -5,11 +5,12 @@
 // # Channel layout
 //
 // Every book event travels on one Redis channel, Options.Prefix followed by
-// "{books}:events" (so "bookhub:{books}:events" by default). The payload is the
-// events.Event JSON. One channel for all books was chosen over one channel
-// per book because it keeps a total order: every subscriber sees the events
-// of one publishing instance in publish order, across all books, which the
-// hub's "books" firehose channel needs.
+// "{books}:events" (so "bookhub:{books}:events" by default). Each message is
+// an events.Event in JSON, signed (see Wire format). One channel for all
+// books was chosen over one channel per book because it keeps a total
+// order: every subscriber sees the events of one publishing instance in
+// publish order, across all books, which the hub's "books" firehose channel
+// needs.
 //
 // # Redis Cluster
 //
@@ -44,6 +45,34 @@
 // what decides the slot, so such a change is a naming change here plus a
 // subscription-management change in the hub.
 //
+// # Wire format
+//
+// Anyone who can publish on the Redis channel (a shared Redis, a leaked
+// password, a compromised neighbour) could otherwise speak to every
+// WebSocket client of the deployment, so every message is authenticated
+// with an HMAC and checked before any handler sees it:
+//
+//	v1.<mac>.<json>
+//	mac = base64url-unpadded(HMAC-SHA256(key, "v1." || 0x00 || channel || 0x00 || json))
+//
+// json is the events.Event; channel is the Redis channel it travels on,
+// so a message replayed onto another deployment's channel fails too; key
+// is Options.SigningKey, which bookhub derives from its secret with
+// DeriveSigningKey, so every instance that shares the secret shares the
+// key. A receiver refuses, in this order, a message longer than
+// Options.MaxMessageBytes (before anything is parsed), one that is not in
+// this format, one whose MAC does not verify, and a signed one that is not
+// a valid book event (a type other than events.BookCreated, BookUpdated or
+// BookDeleted, no id, a book_id that is not positive, a book that is
+// neither an object nor null). Refused messages are never delivered; each
+// one is reported to Options.OnError as OpRejected and logged with its
+// reason and size, never its content, at most once per 10s.
+//
+// The MAC proves that an instance of the deployment published the message,
+// not when: someone who can read and publish on the channel can replay a
+// message seen there earlier. Receivers can drop repeated event ids; the
+// gap-free delivery layer will number events per channel.
+//
 // # Delivery
 //
 // The bus is at most once, as events.Bus documents: PUBLISH is never retried
@@ -51,9 +80,21 @@
 // redirects are still followed, since Redis answers them without running the
 // command), and events published while a subscriber is disconnected are lost
 // to it. Subscriptions reconnect and re-subscribe on their own with backoff
-// until their context ends or the bus is closed; a health check pings idle
-// connections so that a silently dead link (a network partition rather than
-// a closed socket) is noticed too.
+// until their context ends or the bus is closed. A health check pings a
+// subscription after Options.HealthCheckInterval of silence and replaces
+// the connection when nothing answers within Options.PingTimeout, so a link
+// that dies without closing (a frozen Redis, a network partition) is noticed
+// within about 3s by default, not when TCP gives up.
+//
+// # Timeouts
+//
+// Publish and Ping return by their context's deadline whatever Redis does
+// (refuses connections, accepts them and never answers, drops packets):
+// go-redis's socket deadlines are set from the context (ContextTimeoutEnabled),
+// and the two calls also stop waiting on their own when the context ends,
+// for the few go-redis paths that ignore it (a TLS dial). Without a context
+// deadline they are bounded by go-redis's read timeout (5s; read_timeout in
+// the URL) and the dial timeout.
 package redisbus
 
 import (
@@ -76,7 +117,9 @@ import (
 const (
 	DefaultPrefix              = "bookhub:"
 	DefaultDialTimeout         = 5 * time.Second
-	DefaultHealthCheckInterval = 15 * time.Second
+	DefaultHealthCheckInterval = time.Second
+	DefaultPingTimeout         = 2 * time.Second
+	DefaultMaxMessageBytes     = 1 << 20
 )
 
 // channelSuffix follows the prefix; the hash tag pins all book events to one
@@ -109,12 +152,24 @@ type Options struct {
 	// sharded and classic pub/sub do not see each other's messages. Cluster
 	// turns it on whatever its value.
 	Sharded bool
+	// SigningKey authenticates every message (see Wire format): Publish
+	// signs with it and subscriptions refuse what it does not verify. Every
+	// instance of a deployment must use the same key; derive it from the
+	// deployment's secret with DeriveSigningKey rather than reusing the
+	// secret. Required, at least MinSigningKeyBytes long: a bus that
+	// accepted unsigned messages would let anyone who can reach Redis speak
+	// to every client.
+	SigningKey []byte
+	// MaxMessageBytes caps one message on the wire, signature included.
+	// Publish refuses a larger event with ErrTooLarge; receivers refuse a
+	// larger message before parsing it. Default 1 MiB (DefaultMaxMessageBytes).
+	MaxMessageBytes int
 	// OnError, when set, is told of each failure that loses events on the
 	// receiving side, for metrics: OpSubscribe when a subscription is lost
-	// (once per loss, not per reconnect attempt) and OpReceive for each
-	// malformed payload skipped. It must not block.
+	// (once per loss, not per reconnect attempt) and OpRejected for each
+	// message refused (per subscription that refused it). It must not block.
 	OnError func(op string)
-	// Logger receives connection-loss and malformed-payload reports.
+	// Logger receives connection-loss and refused-message reports.
 	// Default slog.Default().
 	Logger *slog.Logger
 	// DialTimeout bounds each connection attempt, including the first ping
@@ -122,15 +177,25 @@ type Options struct {
 	// the URL is used when this is zero).
 	DialTimeout time.Duration
 	// HealthCheckInterval is how long a subscription may stay silent before
-	// it pings Redis; with no answer within another interval the connection
-	// is declared dead and replaced. Default 15s.
+	// it pings Redis over its own connection. Default 1s: one PING a second
+	// per idle subscription costs Redis nothing, and it is what lets a dead
+	// link be noticed in seconds.
 	HealthCheckInterval time.Duration
+	// PingTimeout is how long a subscription waits, after its ping, for
+	// anything from Redis before it declares the connection dead and
+	// replaces it. Default 2s: long enough for a busy Redis to answer, short
+	// enough that a frozen one is noticed, and /readyz turns unready, within
+	// HealthCheckInterval+PingTimeout.
+	PingTimeout time.Duration
 }
 
 // Operations named to Options.OnError.
 const (
+	// OpSubscribe: a subscription was lost; events are lost until it is back.
 	OpSubscribe = "subscribe"
-	OpReceive   = "receive"
+	// OpRejected: a message on the channel was refused (unsigned, forged,
+	// oversized or not a valid event) and not delivered.
+	OpRejected = "rejected"
 )
 
 // Bus is the Redis implementation of events.Bus. It is safe for concurrent
@@ -142,6 +207,10 @@ type Bus struct {
 	log         *slog.Logger
 	onError     func(op string)
 	healthEvery time.Duration
+	pingTimeout time.Duration
+	codec       *codec
+	maxBytes    int
+	refused     refusals
 
 	mu     sync.Mutex
 	closed bool
@@ -165,11 +234,21 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 	if strings.ContainsAny(opts.Prefix, "{}") {
 		return nil, fmt.Errorf("redisbus: prefix %q must not contain '{' or '}'", opts.Prefix)
 	}
-	if opts.DialTimeout < 0 || opts.HealthCheckInterval < 0 {
-		return nil, errors.New("redisbus: negative DialTimeout or HealthCheckInterval")
+	if opts.DialTimeout < 0 || opts.HealthCheckInterval < 0 || opts.PingTimeout < 0 || opts.MaxMessageBytes < 0 {
+		return nil, errors.New("redisbus: negative DialTimeout, HealthCheckInterval, PingTimeout or MaxMessageBytes")
+	}
+	if len(opts.SigningKey) < MinSigningKeyBytes {
+		return nil, fmt.Errorf("redisbus: SigningKey must be at least %d bytes (see DeriveSigningKey), have %d",
+			MinSigningKeyBytes, len(opts.SigningKey))
 	}
 	if opts.HealthCheckInterval == 0 {
 		opts.HealthCheckInterval = DefaultHealthCheckInterval
+	}
+	if opts.PingTimeout == 0 {
+		opts.PingTimeout = DefaultPingTimeout
+	}
+	if opts.MaxMessageBytes == 0 {
+		opts.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if opts.OnError == nil {
 		opts.OnError = func(string) {}
@@ -181,13 +260,17 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
+	channel := opts.Prefix + channelSuffix
 	b := &Bus{
 		client:      client,
-		channel:     opts.Prefix + channelSuffix,
+		channel:     channel,
 		sharded:     opts.Sharded || opts.Cluster,
 		onError:     opts.OnError,
 		log:         opts.Logger.With("component", "redisbus", "redis", client.addr, "cluster", opts.Cluster),
 		healthEvery: opts.HealthCheckInterval,
+		pingTimeout: opts.PingTimeout,
+		codec:       newCodec(opts.SigningKey, channel, opts.MaxMessageBytes),
+		maxBytes:    opts.MaxMessageBytes,
 		subs:        make(map[*subscription]struct{}),
 	}
 	pctx, cancel := context.WithTimeout(ctx, client.dialTimeout)
@@ -203,16 +286,24 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 // documentation and tests.
 func (b *Bus) Channel() string { return b.channel }
 
-// Publish sends ev to every subscriber on every instance. It fails when
-// Redis cannot be reached, within ctx's deadline or the client's read/write
-// timeouts (3s by default), whichever comes first; the event is then lost.
+// Publish signs ev and sends it to every subscriber on every instance. It
+// refuses an event receivers would refuse (an unknown type, no id, a
+// book_id that is not positive, a book that is not an object or null, a
+// message over MaxMessageBytes: ErrTooLarge). It fails when Redis cannot be
+// reached or does not answer, by the time ctx ends at the latest (without
+// a deadline, by the client's read timeout, 5s by default); the event is
+// then lost, though Redis may still deliver a message it had received.
 func (b *Bus) Publish(ctx context.Context, ev events.Event) error {
 	if err := validate(ev); err != nil {
 		return fmt.Errorf("redisbus: publish: %w", err)
 	}
-	payload, err := json.Marshal(ev)
+	body, err := json.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("redisbus: publish event %s: encode: %w", ev.ID, err)
+	}
+	msg := b.codec.seal(body)
+	if len(msg) > b.maxBytes {
+		return fmt.Errorf("%w: event %s is %d bytes signed, over MaxMessageBytes %d", ErrTooLarge, ev.ID, len(msg), b.maxBytes)
 	}
 	if b.isClosed() {
 		return events.ErrClosed
@@ -221,7 +312,10 @@ func (b *Bus) Publish(ctx context.Context, ev events.Event) error {
 	if b.sharded {
 		cmd = "spublish"
 	}
-	if err := b.client.Process(ctx, noRetry{redis.NewIntCmd(ctx, cmd, b.channel, payload)}); err != nil {
+	err = await(ctx, func() error {
+		return b.client.Process(ctx, noRetry{redis.NewIntCmd(ctx, cmd, b.channel, msg)})
+	})
+	if err != nil {
 		if errors.Is(err, redis.ErrClosed) && b.isClosed() {
 			return events.ErrClosed
 		}
@@ -231,25 +325,40 @@ func (b *Bus) Publish(ctx context.Context, ev events.Event) error {
 	return nil
 }
 
-// validate rejects events no receiver could use; receivers apply the same
-// check to what arrives on the channel.
-func validate(ev events.Event) error {
-	switch {
-	case ev.ID == "":
-		return errors.New("event has no id")
-	case ev.Type == "":
-		return errors.New("event has no type")
+// await runs op and returns its error, or ctx's error once ctx ends,
+// whichever comes first. With ContextTimeoutEnabled go-redis already sets
+// its socket deadlines from ctx, so op normally returns by then anyway;
+// this covers what does not follow the context (a TLS dial, which honours
+// only the dial timeout, and cancellation without a deadline, which no
+// socket deadline expresses). op keeps running in the background until
+// go-redis gives up, bounded by its own timeouts.
+func await(ctx context.Context, op func() error) error {
+	if ctx.Done() == nil {
+		return op() // cannot end: nothing to race
 	}
-	return nil
+	done := make(chan error, 1)
+	go func() { done <- op() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		select {
+		case err := <-done: // finished meanwhile: prefer its answer
+			return err
+		default:
+			return ctx.Err()
+		}
+	}
 }
 
 // Ping reports whether the bus can carry events right now: Redis answers and
-// no subscription of this bus is waiting to reconnect.
+// no subscription of this bus is waiting to reconnect. It returns by ctx's
+// deadline whatever Redis does, so a readiness probe never hangs on it.
 func (b *Bus) Ping(ctx context.Context) error {
 	if b.isClosed() {
 		return events.ErrClosed
 	}
-	if err := b.client.ping(ctx, b.channel); err != nil {
+	if err := await(ctx, func() error { return b.client.ping(ctx, b.channel) }); err != nil {
 		return fmt.Errorf("redisbus: ping %s: %w", b.client.addr, err)
 	}
 	if n := b.lost.Load(); n > 0 {

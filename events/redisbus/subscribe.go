@@ -2,7 +2,6 @@ package redisbus
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -23,10 +22,6 @@ const (
 	maxBackoff = 2 * time.Second
 )
 
-// malformedLogEvery limits malformed-payload reports to one per interval per
-// subscription, so a misbehaving publisher cannot flood the log.
-const malformedLogEvery = 10 * time.Second
-
 // subscription is one Subscribe call: a dedicated pub/sub connection and the
 // goroutine that reads it. The receive loop reads with PubSub.ReceiveTimeout
 // rather than PubSub.Channel, whose internal forwarding goroutine drops
@@ -43,10 +38,8 @@ type subscription struct {
 	done    chan struct{} // closed by stop
 
 	// Owned by the receive loop.
-	lost       bool
-	lostAt     time.Time
-	badLast    time.Time
-	badSkipped int
+	lost   bool
+	lostAt time.Time
 }
 
 // Subscribe registers h and returns once Redis has confirmed the
@@ -205,6 +198,13 @@ func (s *subscription) isStopped() bool {
 // attempts, the health check for links that die without an error, the
 // replacement of connections that are open but no longer subscribed, and
 // the lost/restored reporting.
+//
+// The health check is a watchdog on the one connection that matters: after
+// healthEvery without a message it sends PING over the subscription itself
+// and then waits pingTimeout, not another interval, for anything at all
+// (the pong, an event, a confirmation). A frozen Redis keeps its sockets
+// open and answers nothing, so TCP would report nothing for many minutes;
+// this declares the link dead within healthEvery+pingTimeout.
 func (s *subscription) run() {
 	defer s.markRestored(false)
 	var (
@@ -216,7 +216,11 @@ func (s *subscription) run() {
 		if ps == nil {
 			return
 		}
-		msg, err := ps.ReceiveTimeout(s.ctx, s.bus.healthEvery)
+		wait := s.bus.healthEvery
+		if pingSent {
+			wait = s.bus.pingTimeout
+		}
+		msg, err := ps.ReceiveTimeout(s.ctx, wait)
 		if s.isStopped() || s.ctx.Err() != nil {
 			return
 		}
@@ -232,13 +236,13 @@ func (s *subscription) run() {
 			switch {
 			case isIdleTimeout(err) && !pingSent:
 				pingSent = true
-				if err = ps.Ping(s.ctx); err == nil {
+				if err = s.ping(ps); err == nil {
 					continue
 				}
 			case isIdleTimeout(err):
-				// The ping went unanswered for a whole interval: the link
-				// is dead without the socket knowing it yet.
-				err, replace = fmt.Errorf("no answer to ping within %s", s.bus.healthEvery), true
+				// The ping went unanswered: the link is dead (or Redis is
+				// frozen) without the socket knowing it yet.
+				err, replace = fmt.Errorf("no answer to ping within %s", s.bus.pingTimeout), true
 			case isServerError(err):
 				// An error reply, such as MOVED to an SSUBSCRIBE sent with
 				// a stale slot map: the connection works, so go-redis keeps
@@ -255,7 +259,13 @@ func (s *subscription) run() {
 				if ps = s.renew(); ps == nil {
 					return
 				}
-				_ = s.subscribeOn(s.ctx, ps)
+				// Bounded like the first subscription: against a frozen
+				// Redis the dial succeeds and the handshake is never
+				// answered. On failure the PubSub still remembers the
+				// channel and the next read retries.
+				sctx, cancel := context.WithTimeout(s.ctx, s.bus.client.confirmTimeout)
+				_ = s.subscribeOn(sctx, ps)
+				cancel()
 			}
 			continue
 		}
@@ -275,20 +285,27 @@ func (s *subscription) run() {
 	}
 }
 
-// deliver decodes one message and hands it to the handler. It returns false
-// when the subscription's context has ended, so no handler call starts
-// after that.
+// ping sends PING over the subscription's own connection, bounded by
+// pingTimeout: with the socket buffer full (a frozen Redis that stopped
+// reading) even the write would otherwise wait out go-redis's write
+// timeout.
+func (s *subscription) ping(ps *redis.PubSub) error {
+	ctx, cancel := context.WithTimeout(s.ctx, s.bus.pingTimeout)
+	defer cancel()
+	return ps.Ping(ctx)
+}
+
+// deliver verifies one message and hands its event to the handler; a
+// refused message is counted and dropped (see the package doc). It returns
+// false when the subscription's context has ended, so no handler call
+// starts after that.
 func (s *subscription) deliver(m *redis.Message) bool {
 	if m.Channel != s.bus.channel {
 		return true
 	}
-	var ev events.Event
-	err := json.Unmarshal([]byte(m.Payload), &ev)
-	if err == nil {
-		err = validate(ev)
-	}
+	ev, err := s.bus.codec.open(m.Payload)
 	if err != nil {
-		s.reportMalformed(len(m.Payload), err)
+		s.bus.refuse(len(m.Payload), err)
 		return true
 	}
 	if s.ctx.Err() != nil {
@@ -296,20 +313,6 @@ func (s *subscription) deliver(m *redis.Message) bool {
 	}
 	s.h(ev)
 	return true
-}
-
-// reportMalformed logs a skipped payload without its body (it may be large
-// or hostile), at most once per malformedLogEvery.
-func (s *subscription) reportMalformed(size int, err error) {
-	s.bus.onError(OpReceive)
-	now := time.Now()
-	if !s.badLast.IsZero() && now.Sub(s.badLast) < malformedLogEvery {
-		s.badSkipped++
-		return
-	}
-	s.bus.log.Warn("redisbus: skipped malformed event",
-		"channel", s.bus.channel, "bytes", size, "err", err, "also_skipped_since_last_report", s.badSkipped)
-	s.badLast, s.badSkipped = now, 0
 }
 
 func (s *subscription) markLost(err error) {

@@ -3,11 +3,13 @@ package testenv
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -80,6 +82,24 @@ func (p *process) kill() {
 	}
 	_ = p.cmd.Process.Kill()
 	<-p.done
+}
+
+// signal sends sig to a running process, failing t when that is
+// impossible. A nil or finished process is left alone: there is nothing to
+// suspend or resume.
+func (p *process) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if p == nil {
+		return
+	}
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		t.Fatalf("signal %v to %s: %v", sig, p.cmd.Path, err)
+	}
 }
 
 // FreePorts returns n distinct loopback TCP ports that nothing listened on

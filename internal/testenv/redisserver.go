@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -57,8 +58,29 @@ func (s *RedisServer) Start() {
 }
 
 // Stop kills the server (SIGKILL: a crash, not a clean shutdown) and waits
-// for it to exit. Stopping a stopped server does nothing.
+// for it to exit. Stopping a stopped server does nothing; a frozen one is
+// killed all the same.
 func (s *RedisServer) Stop() {
 	s.proc.kill()
 	s.proc = nil
+}
+
+// Freeze suspends the server with SIGSTOP: its sockets stay open and the
+// kernel still accepts connections and buffers what clients send, but
+// nothing is ever answered, which is how a hung or swapped-out Redis (or a
+// black-holed network path) looks to a client, unlike a crash, whose
+// connections are refused or reset. Thaw resumes it; the end of the test
+// thaws it too (before the cleanups registered earlier run, so clients
+// created before Freeze can close cleanly).
+func (s *RedisServer) Freeze() {
+	s.t.Helper()
+	s.proc.signal(s.t, syscall.SIGSTOP)
+	s.t.Cleanup(s.Thaw)
+}
+
+// Thaw resumes a frozen server with SIGCONT; it answers everything queued
+// meanwhile. Thawing a running or stopped server does nothing.
+func (s *RedisServer) Thaw() {
+	s.t.Helper()
+	s.proc.signal(s.t, syscall.SIGCONT)
 }

@@ -2,6 +2,7 @@ package testenv_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"slices"
 	"sync"
@@ -74,5 +75,48 @@ func TestRedisServerRestartsOnItsPort(t *testing.T) {
 	}
 	if srv.Addr() != addr {
 		t.Errorf("Addr after restart = %s, want %s", srv.Addr(), addr)
+	}
+}
+
+// A frozen server keeps its connections and answers nothing until thawed;
+// then it answers what it was sent meanwhile.
+func TestRedisServerFreezeAndThaw(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ping := func(wait time.Duration) (string, error) {
+		if _, err := c.Write([]byte("PING\r\n")); err != nil {
+			return "", err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(wait))
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		return string(buf[:n]), err
+	}
+	if got, err := ping(2 * time.Second); err != nil || got != "+PONG\r\n" {
+		t.Fatalf("PING before Freeze = %q, %v", got, err)
+	}
+
+	srv.Freeze()
+	// A bounded wait: the point is that no answer comes within it.
+	got, err := ping(300 * time.Millisecond)
+	var nerr net.Error
+	if !errors.As(err, &nerr) || !nerr.Timeout() {
+		t.Fatalf("PING while frozen = %q, %v; want a read timeout", got, err)
+	}
+
+	srv.Thaw()
+	srv.Thaw() // thawing twice does nothing
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "+PONG\r\n" {
+		t.Fatalf("answer after Thaw = %q, %v; want the PONG of the PING sent while frozen", buf[:n], err)
 	}
 }
