@@ -42,6 +42,7 @@ func (c countingStore) count(err error) error {
 		errors.Is(err, store.ErrConflict),
 		errors.Is(err, store.ErrStale),
 		errors.Is(err, store.ErrInvalidQuery),
+		errors.Is(err, store.ErrInvalidBook),
 		errors.Is(err, context.Canceled):
 	default:
 		c.m.StoreError()
