@@ -33,18 +33,29 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusUnauthorized, "a valid bearer token is required (Authorization header or ?token=)")
 		return
 	}
-	channels, err := h.parseSubscribe(r.URL.Query()["subscribe"])
+	query := r.URL.Query()
+	channels, err := h.parseSubscribe(query["subscribe"])
 	if err != nil {
 		writeProblem(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	resumes, err := parseSince(query["since"], query.Get("epoch"), len(channels))
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if len(resumes) > 0 && resumes[0] != nil && h.opts.History == nil {
+		writeProblem(w, http.StatusBadRequest, "since: this server keeps no history to resume from")
+		return
+	}
 
 	c := &conn{
-		hub:    h,
-		id:     h.nextID.Add(1),
-		ident:  ident,
-		remote: r.RemoteAddr,
-		notify: make(chan struct{}, 1),
+		hub:     h,
+		id:      h.nextID.Add(1),
+		ident:   ident,
+		remote:  r.RemoteAddr,
+		notify:  make(chan struct{}, 1),
+		drained: make(chan struct{}, 1),
 	}
 	if !h.register(c) {
 		writeProblem(w, http.StatusServiceUnavailable, "server shutting down; reconnect to another instance")
@@ -65,17 +76,16 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.logf(slog.LevelDebug, "hub: connected", slog.String("role", ident.Role))
 
 	c.enqueue(encodeWelcome(h.opts.Instance, ident))
-	for _, ch := range channels {
-		// parseSubscribe checked validity and count, so this cannot fail.
-		h.subscribe(c, ch)
-		c.enqueue(encodeReply(reply{Type: "subscribed", Channel: ch}))
-	}
-
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
 		c.writeLoop()
 	}()
+	// After the writer starts: a resume waits for the client to drain long
+	// replays. parseSubscribe checked validity and count.
+	for i, ch := range channels {
+		c.subscribeTo(ch, resumes[i], nil)
+	}
 
 	c.readLoop()
 	c.mu.Lock()

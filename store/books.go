@@ -6,10 +6,15 @@ import (
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
+
+	"github.com/bookhub/bookhub/events"
 )
 
 // The store does not validate field contents (title length, ISBN checksum,
 // negative stock); the API does, before anything reaches the database.
+//
+// Every write appends its change to the outbox in the same transaction (see
+// outbox.go), and hands it to Options.OnCommit once committed.
 
 // Create inserts b and returns it as stored: with its new ID, Version 1 and
 // CreatedAt = UpdatedAt = now (UTC, microsecond precision, so the values
@@ -19,12 +24,19 @@ func (s *Store) Create(ctx context.Context, b Book) (Book, error) {
 	now := s.now()
 	b.ID, b.Version, b.CreatedAt, b.UpdatedAt = 0, 1, now, now
 	row := fromBook(b)
+	var change Change
 	err := s.inTx(ctx, func(tx *gorm.DB) error {
-		return tx.Create(&row).Error
+		if err := tx.Create(&row).Error; err != nil {
+			return err
+		}
+		var err error
+		change, err = s.appendChange(tx, events.BookCreated, toBook(row), 1, now)
+		return err
 	})
 	if err != nil {
 		return Book{}, fmt.Errorf("create book: %w", translate(err))
 	}
+	s.committed(change)
 	return toBook(row), nil
 }
 
@@ -47,7 +59,10 @@ func (s *Store) Get(ctx context.Context, id int64) (Book, error) {
 // error is returned wrapped. Otherwise Version is bumped and UpdatedAt set
 // to now. A taken ISBN yields ErrConflict.
 func (s *Store) Update(ctx context.Context, id int64, ifVersion int64, apply func(*Book) error) (Book, error) {
-	var out Book
+	var (
+		out    Book
+		change Change
+	)
 	err := s.inTx(ctx, func(tx *gorm.DB) error {
 		cur, err := s.loadForWrite(tx, id, ifVersion)
 		if err != nil {
@@ -80,11 +95,13 @@ func (s *Store) Update(ctx context.Context, id int64, ifVersion int64, apply fun
 			return ErrStale
 		}
 		out = next
-		return nil
+		change, err = s.appendChange(tx, events.BookUpdated, next, uint64(next.Version), next.UpdatedAt)
+		return err
 	})
 	if err != nil {
 		return Book{}, fmt.Errorf("update book %d: %w", id, translate(err))
 	}
+	s.committed(change)
 	return out, nil
 }
 
@@ -92,7 +109,10 @@ func (s *Store) Update(ctx context.Context, id int64, ifVersion int64, apply fun
 // ErrNotFound if there is none and with ErrStale if ifVersion is not 0 and
 // not the current version. Deletion is permanent.
 func (s *Store) Delete(ctx context.Context, id int64, ifVersion int64) (Book, error) {
-	var out Book
+	var (
+		out    Book
+		change Change
+	)
 	err := s.inTx(ctx, func(tx *gorm.DB) error {
 		cur, err := s.loadForWrite(tx, id, ifVersion)
 		if err != nil {
@@ -106,11 +126,14 @@ func (s *Store) Delete(ctx context.Context, id int64, ifVersion int64) (Book, er
 			return ErrStale
 		}
 		out = cur
-		return nil
+		// The delete is the book's last event: one past its last version.
+		change, err = s.appendChange(tx, events.BookDeleted, cur, uint64(cur.Version)+1, s.now())
+		return err
 	})
 	if err != nil {
 		return Book{}, fmt.Errorf("delete book %d: %w", id, translate(err))
 	}
+	s.committed(change)
 	return out, nil
 }
 
