@@ -39,6 +39,9 @@ type App struct {
 	bus     events.Bus
 	relay   *relay.Relay
 	feed    *feed.Feed
+	// handoff passes committed changes to the relay; tests replace it to
+	// play a process that dies between commit and publish.
+	handoff func(store.Change)
 	hub     *hub.Hub
 	metrics *metrics.Metrics
 	tokens  *auth.Tokens
@@ -79,7 +82,7 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 	defer cancel()
 	// OnCommit runs only once writes are served, after a.relay is set.
 	storeOpts := store.Options{URL: dbURL, Logger: logger, Origin: cfg.Instance,
-		OnCommit: func(c store.Change) { a.relay.Handoff(c) }}
+		OnCommit: func(c store.Change) { a.handoff(c) }}
 	if a.store, err = store.Open(openCtx, storeOpts); err != nil {
 		if cfg.Embedded() {
 			return nil, fmt.Errorf("%s: embedded database: %w", config.EnvDataDir, err)
@@ -106,6 +109,7 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 	}); err != nil {
 		return nil, fmt.Errorf("outbox relay: %w", err)
 	}
+	a.handoff = a.relay.Handoff
 
 	a.hub, err = hub.New(hub.Options{
 		Authenticate:   a.authenticateSocket,

@@ -46,7 +46,9 @@ func TestRedisOutage(t *testing.T) {
 	if resp := do(t, "POST", base+"/api/v1/books", editor, map[string]any{"title": "After", "author": "A"}, &after); resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create after the outage: %s", resp.Status)
 	}
-	// The sweep publishes the outage's change; the feed orders it first.
+	// The outage's change reaches the socket first: read from history when
+	// the feed sees the later one (or published by the sweep, whichever
+	// comes first).
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for i, want := range []int64{b.ID, after.ID} {
@@ -57,9 +59,6 @@ func TestRedisOutage(t *testing.T) {
 		if f.Type != "event" || f.BookID != want || f.Offset != uint64(i+1) {
 			t.Fatalf("frame %+v, want the event of book %d at offset %d", f, want, i+1)
 		}
-	}
-	if m := scrape(t, app); !strings.Contains(m, `bookhub_outbox_published_total{instance_name="outage",path="sweep"}`) {
-		t.Errorf("the sweep published nothing:\n%s", grepLines(m, "bookhub_outbox"))
 	}
 }
 
