@@ -10,7 +10,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"strconv"
 	"time"
 )
 
@@ -36,15 +35,9 @@ func (t Type) Known() bool {
 	return false
 }
 
-// ChannelBooks is the channel that carries every book change. Each book also
-// has its own channel, named by BookChannel.
-const ChannelBooks = "books"
-
-// BookChannel returns the channel of one book, "books:<id>".
-func BookChannel(id int64) string { return ChannelBooks + ":" + strconv.FormatInt(id, 10) }
-
-// Event is one committed change. Its JSON form is what WebSocket clients see
-// (the hub adds "type" and "channel" in front of it).
+// Event is one committed change as the bus carries it between instances.
+// It is not what WebSocket clients see: the hub frames each delivery in its
+// own type, with the position of the channel it is delivered on.
 //
 // Book holds the book exactly as the REST API renders it, already encoded, so
 // that the bus and the hub forward it without knowing the book schema.
@@ -59,15 +52,41 @@ type Event struct {
 	At time.Time `json:"at"`
 	// Origin is the instance that accepted the write.
 	Origin string `json:"origin,omitempty"`
-	// Offset is reserved for per-channel offsets (gap-free delivery); zero
-	// means "not assigned" and is omitted.
-	Offset uint64 `json:"offset,omitempty"`
+	// Positions is the event's place on each channel it is delivered on,
+	// "books" first (see Channels). Offsets grow by exactly one per event on
+	// each channel, in commit order.
+	Positions []Position `json:"positions"`
 }
 
-// Channels returns the channels an event is delivered on: the firehose
-// "books" and the book's own channel.
+// Position is a place in one channel's stream: the offset of an event (or,
+// for a channel's current position, of its latest event; 0 before the
+// first) and the epoch of the channel's history. Offsets are comparable only
+// within one epoch: a new epoch means the history was reset.
+type Position struct {
+	Channel string `json:"channel"`
+	Offset  uint64 `json:"offset"`
+	Epoch   string `json:"epoch"`
+}
+
+// Channels returns the channels an event is delivered on, in the order of
+// its positions: the firehose "books" and the book's own channel.
 func (e Event) Channels() []string {
-	return []string{ChannelBooks, BookChannel(e.BookID)}
+	out := make([]string, len(e.Positions))
+	for i, p := range e.Positions {
+		out[i] = p.Channel
+	}
+	return out
+}
+
+// Position returns the event's position on channel, and false if the event
+// is not delivered there.
+func (e Event) Position(channel string) (Position, bool) {
+	for _, p := range e.Positions {
+		if p.Channel == channel {
+			return p, true
+		}
+	}
+	return Position{}, false
 }
 
 // NewID returns a random event id (128 bits, hex).

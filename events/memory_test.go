@@ -73,10 +73,18 @@ func TestMemoryClosed(t *testing.T) {
 	}
 }
 
-func TestChannels(t *testing.T) {
-	got := events.Event{BookID: 42}.Channels()
+func TestChannelsFollowPositions(t *testing.T) {
+	ev := events.Event{BookID: 42, Positions: []events.Position{
+		{Channel: "books", Offset: 120, Epoch: "e"}, {Channel: "books:42", Offset: 3, Epoch: "e"}}}
+	got := ev.Channels()
 	if len(got) != 2 || got[0] != "books" || got[1] != "books:42" {
 		t.Fatalf("Channels = %v", got)
+	}
+	if p, ok := ev.Position("books:42"); !ok || p.Offset != 3 {
+		t.Errorf("Position(books:42) = %+v, %v", p, ok)
+	}
+	if _, ok := ev.Position("books:7"); ok {
+		t.Error("Position of a channel the event is not on")
 	}
 }
 

@@ -33,7 +33,7 @@ func BenchmarkPublish(b *testing.B) {
 				n := min(batch, b.N-i)
 				f.expect(b, n, func() {
 					for range n {
-						f.hub.Publish([]string{"books"}, event)
+						f.hub.Publish(pub([]string{"books"}, event))
 					}
 				})
 			}

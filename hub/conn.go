@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -41,12 +42,15 @@ type conn struct {
 	remote string
 	ws     *websocket.Conn // set before the writer starts, then read-only
 
-	// subs is owned by the reader goroutine (the ServeHTTP goroutine).
-	subs []string
+	// subs is owned by the reader goroutine (the ServeHTTP goroutine); the
+	// mutable state of each subscription is guarded by mu.
+	subs []*subscription
 
 	// notify wakes the writer; 1-buffered so a wake-up is never lost and
 	// enqueue never blocks.
 	notify chan struct{}
+	// drained tells a replaying reader that the writer made progress.
+	drained chan struct{}
 
 	mu           sync.Mutex
 	queue        [][]byte // frames not yet taken by the writer
@@ -69,25 +73,132 @@ func (c *conn) wake() {
 // queue is full the client is too slow: its queue is dropped and it is
 // closed, so it neither holds memory nor delays anyone else.
 func (c *conn) enqueue(frame []byte) bool {
-	opts := &c.hub.opts
 	c.mu.Lock()
+	ok, slow := c.pushLocked(frame)
+	c.mu.Unlock()
+	c.afterPush(ok, slow)
+	return ok
+}
+
+// enqueueEvent queues a live event of sub. An offset at or below the last
+// one queued on sub is a duplicate and dropped; while sub replays history
+// the frame is held instead (and a client whose held frames outgrow its
+// queue is a slow consumer).
+func (c *conn) enqueueEvent(sub *subscription, offset uint64, frame []byte) {
+	c.mu.Lock()
+	var ok, slow bool
+	switch {
+	case c.closeReq.code != 0 || c.readerDone:
+	case sub.replaying:
+		if len(sub.held) >= c.hub.opts.SendQueueMessages {
+			c.closeLocked(closeSlowConsumer)
+			slow = true
+			break
+		}
+		sub.held = append(sub.held, heldFrame{offset: offset, frame: frame})
+	case offset != 0 && offset <= sub.last:
+	default:
+		if offset != 0 {
+			sub.last = offset
+		}
+		ok, slow = c.pushLocked(frame)
+	}
+	c.mu.Unlock()
+	c.afterPush(ok, slow)
+}
+
+// enqueueReplay queues a frame read from history for sub.
+func (c *conn) enqueueReplay(sub *subscription, offset uint64, frame []byte) {
+	c.mu.Lock()
+	ok, slow := false, false
+	if offset > sub.last {
+		sub.last = offset
+		ok, slow = c.pushLocked(frame)
+	}
+	c.mu.Unlock()
+	c.afterPush(ok, slow)
+}
+
+// startAt ends sub's replay at offset last: held live frames beyond it are
+// queued in order, the rest dropped as duplicates.
+func (c *conn) startAt(sub *subscription, last uint64) {
+	c.mu.Lock()
+	sub.last = max(sub.last, last)
+	held := sub.held
+	sub.held, sub.replaying = nil, false
+	ok, slow := false, false
+	for _, f := range held {
+		if f.offset != 0 && f.offset <= sub.last {
+			continue
+		}
+		if f.offset != 0 {
+			sub.last = f.offset
+		}
+		if ok, slow = c.pushLocked(f.frame); !ok {
+			break
+		}
+	}
+	c.mu.Unlock()
+	c.afterPush(ok || len(held) == 0, slow)
+}
+
+// pushLocked appends frame to the queue, or closes a client whose queue is
+// full. It reports whether the frame was queued and whether the client was
+// just found slow.
+func (c *conn) pushLocked(frame []byte) (ok, slow bool) {
+	opts := &c.hub.opts
 	if c.closeReq.code != 0 || c.readerDone {
-		c.mu.Unlock()
-		return false
+		return false, false
 	}
 	if c.pendingN > 0 && (c.pendingN+1 > opts.SendQueueMessages || c.pendingBytes+len(frame) > opts.SendQueueBytes) {
 		c.closeLocked(closeSlowConsumer)
-		c.mu.Unlock()
-		c.hub.obs.SlowConsumer()
-		c.wake()
-		return false
+		return false, true
 	}
 	c.queue = append(c.queue, frame)
 	c.pendingN++
 	c.pendingBytes += len(frame)
+	return true, false
+}
+
+func (c *conn) afterPush(ok, slow bool) {
+	if slow {
+		c.hub.obs.SlowConsumer()
+	}
+	if ok || slow {
+		c.wake()
+	}
+}
+
+// waitDrained blocks the reader until at most n frames are pending, so a
+// long replay proceeds at the client's pace instead of overflowing its
+// queue. It returns false if the connection closed or ctx ended.
+func (c *conn) waitDrained(ctx context.Context, n int) bool {
+	for {
+		c.mu.Lock()
+		pending, closed := c.pendingN, c.closeReq.code != 0 || c.readerDone
+		c.mu.Unlock()
+		if closed {
+			return false
+		}
+		if pending <= n {
+			return true
+		}
+		select {
+		case <-c.drained:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// enqueueIncomplete tells sub's client that events after the last one it
+// was sent may be missing.
+func (c *conn) enqueueIncomplete(sub *subscription, epoch string) {
+	c.mu.Lock()
+	frame := encodeIncomplete(Position{Channel: sub.channel, Offset: sub.last, Epoch: epoch})
+	ok, slow := c.pushLocked(frame)
 	c.mu.Unlock()
-	c.wake()
-	return true
+	c.afterPush(ok, slow)
 }
 
 // requestClose asks the writer to close the socket with req. The first
@@ -214,6 +325,10 @@ func (c *conn) writeLoop() {
 				return
 			}
 			c.recycle(batch)
+			select {
+			case c.drained <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -340,17 +455,20 @@ func (c *conn) handle(data []byte) {
 			c.reply(errorReply(m.ID, codeUnknownChannel))
 			return
 		}
-		var code string
-		if m.Type == "subscribe" {
-			code = c.hub.subscribe(c, ch)
-		} else {
-			code = c.hub.unsubscribe(c, ch)
-		}
-		if code != "" {
-			c.reply(errorReply(m.ID, code))
+		if m.Type == "unsubscribe" {
+			if code := c.hub.unsubscribe(c, ch); code != "" {
+				c.reply(errorReply(m.ID, code))
+				return
+			}
+			c.reply(reply{Type: "unsubscribed", ID: m.ID, Channel: ch})
 			return
 		}
-		c.reply(reply{Type: m.Type + "d", ID: m.ID, Channel: ch})
+		from, ok := parseSinceMessage(m.Since)
+		if !ok {
+			c.reply(errorReply(m.ID, codeBadSince))
+			return
+		}
+		c.subscribeTo(ch, from, m.ID)
 	default:
 		c.reply(errorReply(m.ID, codeUnknownType))
 	}
@@ -358,9 +476,45 @@ func (c *conn) handle(data []byte) {
 
 func (c *conn) reply(r reply) { c.enqueue(encodeReply(r)) }
 
+// subscribeTo subscribes to ch and answers, resuming after from when set.
+// A resume on a channel the connection already has restarts it, so a client
+// can rewind; history that cannot be read leaves the client unsubscribed
+// with history_unavailable, so it knows to retry.
+func (c *conn) subscribeTo(ch string, from *since, id json.RawMessage) {
+	h := c.hub
+	if from == nil {
+		if _, code := h.subscribe(c, ch, false); code != "" {
+			c.reply(errorReply(id, code))
+			return
+		}
+		c.reply(subscribedReply(id, ch, nil))
+		return
+	}
+	if h.opts.History == nil {
+		c.reply(errorReply(id, codeHistoryUnavailable))
+		return
+	}
+	if c.subscribed(ch) {
+		h.unsubscribe(c, ch)
+	}
+	sub, code := h.subscribe(c, ch, true)
+	if code != "" {
+		c.reply(errorReply(id, code))
+		return
+	}
+	res, err := h.resume(c, sub, *from, id)
+	if err != nil {
+		h.unsubscribe(c, ch)
+		c.logf(slog.LevelWarn, "hub: resume failed", slog.String("channel", ch), slog.Any("err", err))
+		c.reply(errorReply(id, codeHistoryUnavailable))
+		return
+	}
+	h.obs.Resumed(ch, res.recovered)
+}
+
 func (c *conn) subIndex(ch string) int {
 	for i, s := range c.subs {
-		if s == ch {
+		if s.channel == ch {
 			return i
 		}
 	}

@@ -6,7 +6,8 @@ func EncodeEventFrame(channel string, event []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return appendEventFrame(make([]byte, 0, eventFrameLen(channel, body)), channel, body), nil
+	pos := Position{Channel: channel}
+	return appendEventFrame(make([]byte, 0, eventFrameLen(pos, body)), channel, pos, body), nil
 }
 
 // ParseSubscribe exposes the ?subscribe= parser to the black-box benchmarks.

@@ -71,6 +71,8 @@ type recorder struct {
 	published   int
 	delivered   int
 	slow        int
+
+	recovered, notRecovered, replayed int
 }
 
 func newRecorder() *recorder { return &recorder{changed: make(chan struct{})} }
@@ -94,6 +96,16 @@ func (r *recorder) Published(string, int, time.Duration) {
 }
 func (r *recorder) Delivered(n int) { r.update(func() { r.delivered += n }) }
 func (r *recorder) SlowConsumer()   { r.update(func() { r.slow++ }) }
+func (r *recorder) Resumed(_ string, recovered bool) {
+	r.update(func() {
+		if recovered {
+			r.recovered++
+		} else {
+			r.notRecovered++
+		}
+	})
+}
+func (r *recorder) Replayed(_ string, n int) { r.update(func() { r.replayed += n }) }
 
 // waitFor blocks until cond (called with the lock held) holds.
 func (r *recorder) waitFor(t *testing.T, what string, cond func() bool) {
@@ -320,3 +332,13 @@ func bookEvent(id int) []byte {
 }
 
 func bookChannels(id int) []string { return []string{"books", "books:" + strconv.Itoa(id)} }
+
+// pub is an unsequenced publication of data on channels (offset 0: no
+// offset in the frame, never a duplicate).
+func pub(channels []string, data []byte) hub.Publication {
+	p := hub.Publication{Data: data}
+	for _, ch := range channels {
+		p.Positions = append(p.Positions, hub.Position{Channel: ch})
+	}
+	return p
+}

@@ -61,6 +61,10 @@ type Observer interface {
 	Delivered(n int)
 	// SlowConsumer reports a client disconnected because its queue overflowed.
 	SlowConsumer()
+	// Resumed reports a subscribe with since: recovered or not.
+	Resumed(channel string, recovered bool)
+	// Replayed reports n history events sent to one resuming subscription.
+	Replayed(channel string, n int)
 }
 
 // Reasons passed to Observer.Disconnected. They are a closed set so that a
@@ -140,6 +144,12 @@ type Options struct {
 	MaxConnsPerSubject int
 	// Observer receives metrics hooks; nil disables them.
 	Observer Observer
+	// History serves resumes (subscribe with since). Nil refuses them with
+	// the error code history_unavailable.
+	History History
+	// MaxReplay caps the events one resume replays; a client further
+	// behind gets recovered: false and refetches. Default 10000.
+	MaxReplay int
 }
 
 // Defaults applied by New to zero Options fields.
@@ -154,6 +164,7 @@ const (
 	// tabs, a few devices) and still stops one leaked or shared token from
 	// holding thousands of sockets.
 	DefaultMaxConnsPerSubject = 100
+	DefaultMaxReplay          = 10000
 )
 
 // Stats is a point-in-time snapshot of the hub's size.
@@ -184,7 +195,7 @@ type Hub struct {
 	// mu guards the channel index. Publish holds it for reading only, and
 	// only while appending to queues, so subscribers never wait on sockets.
 	mu       sync.RWMutex
-	channels map[string]map[*conn]struct{}
+	channels map[string]map[*conn]*subscription
 	subs     int
 
 	// connMu guards conns, perSubject and closing, and orders wg.Add
@@ -205,7 +216,7 @@ func New(opts Options) (*Hub, error) {
 		return nil, errors.New("hub: Options.ValidChannel is required")
 	}
 	if opts.SendQueueMessages < 0 || opts.SendQueueBytes < 0 || opts.WriteTimeout < 0 ||
-		opts.PingInterval < 0 || opts.ReadLimit < 0 || opts.MaxSubscriptions < 0 {
+		opts.PingInterval < 0 || opts.ReadLimit < 0 || opts.MaxSubscriptions < 0 || opts.MaxReplay < 0 {
 		return nil, fmt.Errorf("hub: negative option in %+v", limitsOf(opts))
 	}
 	setDefault(&opts.SendQueueMessages, DefaultSendQueueMessages)
@@ -215,6 +226,7 @@ func New(opts Options) (*Hub, error) {
 	setDefault(&opts.ReadLimit, DefaultReadLimit)
 	setDefault(&opts.MaxSubscriptions, DefaultMaxSubscriptions)
 	setDefault(&opts.MaxConnsPerSubject, DefaultMaxConnsPerSubject)
+	setDefault(&opts.MaxReplay, DefaultMaxReplay)
 	for _, p := range opts.OriginPatterns {
 		// Checked once here, so a typo stops the start instead of turning
 		// every cross-origin handshake into a 403 at request time.
@@ -226,7 +238,7 @@ func New(opts Options) (*Hub, error) {
 		opts:       opts,
 		log:        opts.Logger,
 		obs:        opts.Observer,
-		channels:   make(map[string]map[*conn]struct{}),
+		channels:   make(map[string]map[*conn]*subscription),
 		conns:      make(map[*conn]struct{}),
 		perSubject: make(map[string]int),
 	}
@@ -254,30 +266,32 @@ func limitsOf(o Options) map[string]any {
 		"SendQueueMessages": o.SendQueueMessages, "SendQueueBytes": o.SendQueueBytes,
 		"WriteTimeout": o.WriteTimeout, "PingInterval": o.PingInterval,
 		"ReadLimit": o.ReadLimit, "MaxSubscriptions": o.MaxSubscriptions,
-		"MaxConnsPerSubject": o.MaxConnsPerSubject,
+		"MaxConnsPerSubject": o.MaxConnsPerSubject, "MaxReplay": o.MaxReplay,
 	}
 }
 
-// Publish delivers event, a JSON object, on each of channels. For every
-// channel the frame {"type":"event","channel":"<ch>",<event's fields>} is
-// encoded once and queued, without blocking, for every current subscriber.
+// Publish delivers p on each of its channels. For every channel the frame
+// {"type":"event","channel":"<ch>","offset":N,"epoch":"<e>",<p.Data's
+// fields>} is encoded once and queued, without blocking, for every current
+// subscriber.
 //
 // A connection subscribed to several of the channels (say "books" and
-// "books:42") receives one frame per channel: the frames differ in "channel",
-// and clients that want each change once subscribe to one of them only.
+// "books:42") receives one frame per channel, each with that channel's
+// offset; clients that want each change once subscribe to one of them only.
 //
-// Frames from one goroutine's successive Publish calls reach each subscriber
-// in order; concurrent Publish calls are not ordered with each other. A
-// subscriber whose queue is full is disconnected (see Options.SendQueueBytes)
-// and the others are unaffected. An event that is not a JSON object is
-// logged and dropped.
-func (h *Hub) Publish(channels []string, event []byte) {
-	body, err := eventBody(event)
+// Successive Publish calls from one goroutine reach each subscriber in
+// order, and a subscription never receives an offset at or below one it
+// has already received. A subscriber whose queue is full is disconnected
+// (see Options.SendQueueBytes) and the others are unaffected. Data that is
+// not a JSON object is logged and dropped.
+func (h *Hub) Publish(p Publication) {
+	body, err := eventBody(p.Data)
 	if err != nil {
 		h.log.Error("hub: dropping event", "err", err)
 		return
 	}
-	for _, ch := range channels {
+	for _, pos := range p.Positions {
+		ch := pos.Channel
 		start := time.Now()
 		h.mu.RLock()
 		n := len(h.channels[ch])
@@ -286,15 +300,29 @@ func (h *Hub) Publish(channels []string, event []byte) {
 			h.obs.Published(ch, 0, time.Since(start))
 			continue
 		}
-		frame := appendEventFrame(make([]byte, 0, eventFrameLen(ch, body)), ch, body)
+		frame := appendEventFrame(make([]byte, 0, eventFrameLen(pos, body)), ch, pos, body)
 		h.mu.RLock()
 		subs := h.channels[ch]
 		n = len(subs)
-		for c := range subs {
-			c.enqueue(frame)
+		for c, sub := range subs {
+			c.enqueueEvent(sub, pos.Offset, frame)
 		}
 		h.mu.RUnlock()
 		h.obs.Published(ch, n, time.Since(start))
+	}
+}
+
+// Incomplete tells every subscription that events after the last one it was
+// sent may be missing: the feed behind the hub lost some and could not read
+// them back. Each client receives {"type":"incomplete"} with the position to
+// resume from, and its subscription continues live.
+func (h *Hub) Incomplete(epoch string) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, subs := range h.channels {
+		for c, sub := range subs {
+			c.enqueueIncomplete(sub, epoch)
+		}
 	}
 }
 
@@ -391,27 +419,29 @@ func (h *Hub) unregister(c *conn) {
 	h.wg.Done()
 }
 
-// subscribe adds c to channel ch. It must be called from c's reader
-// goroutine, which owns c.subs.
-func (h *Hub) subscribe(c *conn, ch string) (code string) {
-	if c.subscribed(ch) {
-		return ""
+// subscribe adds c to channel ch; with replaying set, live events are held
+// until the caller ends the replay (conn.startAt). It must be called from
+// c's reader goroutine, which owns c.subs.
+func (h *Hub) subscribe(c *conn, ch string, replaying bool) (*subscription, string) {
+	if i := c.subIndex(ch); i >= 0 {
+		return c.subs[i], ""
 	}
 	if len(c.subs) >= h.opts.MaxSubscriptions {
-		return codeTooManySubscriptions
+		return nil, codeTooManySubscriptions
 	}
+	sub := &subscription{channel: ch, replaying: replaying}
 	h.mu.Lock()
 	set := h.channels[ch]
 	if set == nil {
-		set = make(map[*conn]struct{}, 1)
+		set = make(map[*conn]*subscription, 1)
 		h.channels[ch] = set
 	}
-	set[c] = struct{}{}
+	set[c] = sub
 	h.subs++
 	h.mu.Unlock()
-	c.subs = append(c.subs, ch)
+	c.subs = append(c.subs, sub)
 	h.obs.Subscribed(ch)
-	return ""
+	return sub, ""
 }
 
 // unsubscribe removes c from ch; it must run on c's reader goroutine.
@@ -434,12 +464,12 @@ func (h *Hub) unsubscribeAll(c *conn) {
 		return
 	}
 	h.mu.Lock()
-	for _, ch := range c.subs {
-		h.removeLocked(c, ch)
+	for _, sub := range c.subs {
+		h.removeLocked(c, sub.channel)
 	}
 	h.mu.Unlock()
-	for _, ch := range c.subs {
-		h.obs.Unsubscribed(ch)
+	for _, sub := range c.subs {
+		h.obs.Unsubscribed(sub.channel)
 	}
 	c.subs = nil
 }
@@ -465,3 +495,5 @@ func (nopObserver) Unsubscribed(string)                  {}
 func (nopObserver) Published(string, int, time.Duration) {}
 func (nopObserver) Delivered(int)                        {}
 func (nopObserver) SlowConsumer()                        {}
+func (nopObserver) Resumed(string, bool)                 {}
+func (nopObserver) Replayed(string, int)                 {}

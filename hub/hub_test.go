@@ -128,7 +128,7 @@ func TestWelcome(t *testing.T) {
 		c.expectJSON(`{"type":"subscribed","channel":"books:42"}`)
 		c.expectJSON(`{"type":"subscribed","channel":"books:7"}`)
 		c.sync()
-		e.hub.Publish(bookChannels(7), bookEvent(7))
+		e.hub.Publish(pub(bookChannels(7), bookEvent(7)))
 		if m := c.expectType("event"); m["channel"] != "books" {
 			t.Fatalf("first event on %v, want books", m["channel"])
 		}
@@ -150,7 +150,7 @@ func TestSubscribe(t *testing.T) {
 	})
 	t.Run("OKUnsubscribeStopsDelivery", func(t *testing.T) {
 		c.roundTrip(`{"type":"unsubscribe","channel":"books"}`, `{"type":"unsubscribed","channel":"books"}`)
-		e.hub.Publish(bookChannels(1), bookEvent(1))
+		e.hub.Publish(pub(bookChannels(1), bookEvent(1)))
 		c.sync() // the pong comes first: no event was queued
 		if s := e.hub.Stats(); s.Subscriptions != 0 || s.Channels != 0 {
 			t.Fatalf("Stats = %+v, want empty index", s)

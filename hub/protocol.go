@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -18,6 +19,8 @@ const (
 	codeNotSubscribed        = "not_subscribed"
 	codeTooManySubscriptions = "too_many_subscriptions"
 	codeBinaryUnsupported    = "binary_unsupported"
+	codeBadSince             = "bad_since"
+	codeHistoryUnavailable   = "history_unavailable"
 )
 
 var codeMessages = map[string]string{
@@ -28,6 +31,8 @@ var codeMessages = map[string]string{
 	codeNotSubscribed:        "not subscribed to this channel",
 	codeTooManySubscriptions: "subscription limit reached",
 	codeBinaryUnsupported:    "binary frames are not supported; send JSON text frames",
+	codeBadSince:             `since must be {"offset":<non-negative integer>,"epoch":"<epoch>"}`,
+	codeHistoryUnavailable:   "history is unavailable right now; not subscribed, retry shortly or refetch over REST",
 }
 
 // clientMessage is everything a client may send.
@@ -35,6 +40,9 @@ type clientMessage struct {
 	Type    string          `json:"type"`
 	Channel *string         `json:"channel"`
 	ID      json.RawMessage `json:"id"`
+	// Since asks a subscribe to resume after a position; decoded by
+	// parseSinceMessage so that a bad one is its own error.
+	Since json.RawMessage `json:"since"`
 }
 
 // reply is every server frame except welcome and event.
@@ -44,6 +52,60 @@ type reply struct {
 	Channel string          `json:"channel,omitempty"`
 	Code    string          `json:"code,omitempty"`
 	Message string          `json:"message,omitempty"`
+	// Recovered, Offset and Epoch answer a subscribe with since.
+	Recovered *bool   `json:"recovered,omitempty"`
+	Offset    *uint64 `json:"offset,omitempty"`
+	Epoch     string  `json:"epoch,omitempty"`
+}
+
+// subscribedReply answers a subscribe; res is nil without since. On
+// recovery the position is where the replay starts (the client's own);
+// otherwise it is the channel's current position, which the subscription
+// continues after.
+func subscribedReply(id json.RawMessage, channel string, res *subscribeResult) reply {
+	r := reply{Type: "subscribed", ID: id, Channel: channel}
+	if res != nil {
+		rec, off := res.recovered, res.position.Offset
+		r.Recovered, r.Offset, r.Epoch = &rec, &off, res.position.Epoch
+	}
+	return r
+}
+
+// parseSinceMessage decodes the since member of a subscribe.
+func parseSinceMessage(raw json.RawMessage) (*since, bool) {
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil, true
+	}
+	var v struct {
+		Offset json.Number `json:"offset"`
+		Epoch  string      `json:"epoch"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil || v.Offset == "" || len(v.Epoch) > maxEpochLen {
+		return nil, false
+	}
+	off, err := strconv.ParseUint(string(v.Offset), 10, 64)
+	if err != nil {
+		return nil, false
+	}
+	return &since{Offset: off, Epoch: v.Epoch}, true
+}
+
+// maxEpochLen bounds a client's epoch; real ones are 16 hex digits.
+const maxEpochLen = 64
+
+var (
+	errBadSince   = errors.New("since: offsets must be non-negative integers")
+	errSinceCount = errors.New("since: give one offset per subscribed channel")
+)
+
+// incompleteMessage explains an incomplete frame to a person reading it.
+const incompleteMessage = "events after this offset may be missing; resubscribe with since at this position or refetch over REST"
+
+func encodeIncomplete(pos Position) []byte {
+	off := pos.Offset
+	return encodeReply(reply{Type: "incomplete", Channel: pos.Channel, Offset: &off, Epoch: pos.Epoch, Message: incompleteMessage})
 }
 
 type welcome struct {
@@ -135,15 +197,23 @@ func eventBody(event []byte) ([]byte, error) {
 	return body, nil
 }
 
-func eventFrameLen(channel string, body []byte) int {
-	return len(eventPrefix) + len(channel) + 3 + len(body)
+func eventFrameLen(pos Position, body []byte) int {
+	return len(eventPrefix) + len(pos.Channel) + len(pos.Epoch) + 40 + len(body)
 }
 
-// appendEventFrame appends {"type":"event","channel":"<channel>",<body> to
-// dst, where body is the event after its opening brace ({} gives no comma).
-func appendEventFrame(dst []byte, channel string, body []byte) []byte {
+// appendEventFrame appends {"type":"event","channel":"<channel>",
+// "offset":N,"epoch":"<e>",<body> to dst, where body is the event after its
+// opening brace ({} gives no comma). Offset and epoch are left out when the
+// offset is 0 (not sequenced).
+func appendEventFrame(dst []byte, channel string, pos Position, body []byte) []byte {
 	dst = append(dst, eventPrefix...)
 	dst = appendJSONString(dst, channel)
+	if pos.Offset != 0 {
+		dst = append(dst, `,"offset":`...)
+		dst = strconv.AppendUint(dst, pos.Offset, 10)
+		dst = append(dst, `,"epoch":`...)
+		dst = appendJSONString(dst, pos.Epoch)
+	}
 	if body[0] != '}' {
 		dst = append(dst, ',')
 	}

@@ -19,7 +19,7 @@ func TestPublishEventFrame(t *testing.T) {
 	c := e.dial(t, "subscribe=books")
 	c.expectType("subscribed")
 
-	e.hub.Publish([]string{"books"}, bookEvent(42))
+	e.hub.Publish(pub([]string{"books"}, bookEvent(42)))
 	want := `{"type":"event","channel":"books","id":"ev-42","event":"book.updated","book_id":42,` +
 		`"book":{"id":42,"title":"T"},"at":"2025-01-02T03:04:05Z","origin":"test-1"}`
 	if got := c.readRaw(); got != want {
@@ -27,12 +27,12 @@ func TestPublishEventFrame(t *testing.T) {
 	}
 
 	t.Run("OKEmptyObject", func(t *testing.T) {
-		e.hub.Publish([]string{"books"}, []byte(` { } `))
+		e.hub.Publish(pub([]string{"books"}, []byte(` { } `)))
 		c.expectJSON(`{"type":"event","channel":"books"}`)
 	})
 	t.Run("DroppedNotAnObject", func(t *testing.T) {
 		for _, bad := range []string{``, `[]`, `"x"`, `{`} {
-			e.hub.Publish([]string{"books"}, []byte(bad))
+			e.hub.Publish(pub([]string{"books"}, []byte(bad)))
 		}
 		c.sync()
 	})
@@ -49,8 +49,8 @@ func TestPublishRouting(t *testing.T) {
 	both.expectType("subscribed")
 	idle := e.dial(t, "")
 
-	e.hub.Publish(bookChannels(7), bookEvent(7))
-	e.hub.Publish(bookChannels(42), bookEvent(42))
+	e.hub.Publish(pub(bookChannels(7), bookEvent(7)))
+	e.hub.Publish(pub(bookChannels(42), bookEvent(42)))
 
 	t.Run("FirehoseGetsEveryBook", func(t *testing.T) {
 		for _, id := range []float64{7, 42} {
@@ -116,7 +116,7 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 	// fall behind, until the hub gives up on the slow one. The kernel
 	// buffers a few MiB before the slow client's queue starts to grow.
 	for ; published < 2000 && !isSlow(); published++ {
-		e.hub.Publish([]string{"books"}, event)
+		e.hub.Publish(pub([]string{"books"}, event))
 		select {
 		case n := <-received:
 			if n != published+1 {
@@ -131,7 +131,7 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 	}
 	// The fast client keeps receiving.
 	for range 3 {
-		e.hub.Publish([]string{"books"}, event)
+		e.hub.Publish(pub([]string{"books"}, event))
 		published++
 		if n := <-received; n != published {
 			t.Fatalf("fast client has %d frames, want %d", n, published)
@@ -156,7 +156,7 @@ func TestSlowConsumerByMessageCount(t *testing.T) {
 	// The client does not read: once the kernel buffers are full the
 	// writer stalls and the fifth pending frame overflows the queue.
 	for i := 0; ; i++ {
-		e.hub.Publish([]string{"books:1"}, bookEvent(1))
+		e.hub.Publish(pub([]string{"books:1"}, bookEvent(1)))
 		e.obs.mu.Lock()
 		slow := e.obs.slow
 		e.obs.mu.Unlock()
@@ -174,8 +174,8 @@ func TestPublishConcurrentWithSubscriptions(t *testing.T) {
 	e := newEnv(t, func(o *hub.Options) { o.SendQueueMessages = 1 << 20; o.SendQueueBytes = 1 << 30 })
 	const clients, rounds = 4, 30
 	ctx, cancel := context.WithCancel(testContext(t))
-	var pub sync.WaitGroup
-	pub.Go(func() {
+	var publisher sync.WaitGroup
+	publisher.Go(func() {
 		// Paced so the clients' replies are not stuck behind an ever
 		// growing backlog of events.
 		tick := time.NewTicker(200 * time.Microsecond)
@@ -185,7 +185,7 @@ func TestPublishConcurrentWithSubscriptions(t *testing.T) {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				e.hub.Publish(bookChannels(i), bookEvent(i))
+				e.hub.Publish(pub(bookChannels(i), bookEvent(i)))
 			}
 		}
 	})
@@ -216,7 +216,7 @@ func TestPublishConcurrentWithSubscriptions(t *testing.T) {
 	wg.Wait()
 	e.obs.waitDisconnects(t, clients)
 	cancel()
-	pub.Wait()
+	publisher.Wait()
 	if s := e.hub.Stats(); s != (hub.Stats{}) {
 		t.Fatalf("Stats after all clients left = %+v, want zero", s)
 	}
@@ -337,7 +337,7 @@ func TestStalledWriteTimesOut(t *testing.T) {
 	// frame write stalls and hits WriteTimeout long before the queue fills.
 	event := []byte(`{"pad":"` + strings.Repeat("x", 64<<10) + `"}`)
 	for range 256 {
-		e.hub.Publish([]string{"books"}, event)
+		e.hub.Publish(pub([]string{"books"}, event))
 	}
 	if got := e.obs.waitDisconnects(t, 1); got[0] != hub.ReasonWriteError {
 		t.Fatalf("disconnect reason %q, want %q", got[0], hub.ReasonWriteError)

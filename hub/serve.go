@@ -79,13 +79,23 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		invalidParameter("invalid ?subscribe= parameter", "subscribe", err.Error()).write(w, r)
 		return
 	}
+	resumes, err := parseSince(query["since"], query.Get("epoch"), len(channels))
+	if err != nil {
+		invalidParameter("invalid ?since= parameter", "since", err.Error()).write(w, r)
+		return
+	}
+	if len(resumes) > 0 && resumes[0] != nil && h.opts.History == nil {
+		invalidParameter("invalid ?since= parameter", "since", "this server keeps no history to resume from").write(w, r)
+		return
+	}
 
 	c := &conn{
-		hub:    h,
-		id:     h.nextID.Add(1),
-		ident:  ident,
-		remote: r.RemoteAddr,
-		notify: make(chan struct{}, 1),
+		hub:     h,
+		id:      h.nextID.Add(1),
+		ident:   ident,
+		remote:  r.RemoteAddr,
+		notify:  make(chan struct{}, 1),
+		drained: make(chan struct{}, 1),
 	}
 	switch h.register(c) {
 	case refusedShutdown:
@@ -123,17 +133,16 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.logf(slog.LevelDebug, "hub: connected", slog.String("role", ident.Role))
 
 	c.enqueue(encodeWelcome(h.opts.Instance, ident))
-	for _, ch := range channels {
-		// parseSubscribe checked validity and count, so this cannot fail.
-		h.subscribe(c, ch)
-		c.enqueue(encodeReply(reply{Type: "subscribed", Channel: ch}))
-	}
-
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
 		c.writeLoop()
 	}()
+	// After the writer starts: a resume waits for the client to drain long
+	// replays. parseSubscribe checked validity and count.
+	for i, ch := range channels {
+		c.subscribeTo(ch, resumes[i], nil)
+	}
 
 	c.readLoop()
 	c.mu.Lock()

@@ -31,6 +31,16 @@ type Metrics struct {
 	httpDuration  *prometheus.HistogramVec
 	storeErrors   prometheus.Counter
 	busErrors     *prometheus.CounterVec
+
+	resumes       *prometheus.CounterVec
+	replayed      prometheus.Counter
+	gapsFilled    prometheus.Counter
+	incomplete    prometheus.Counter
+	relayed       *prometheus.CounterVec
+	relayFailures prometheus.Counter
+	outboxRows    prometheus.Gauge
+	outboxPending prometheus.Gauge
+	outboxLag     prometheus.Gauge
 }
 
 // New registers bookhub's collectors, plus Go runtime and process
@@ -53,6 +63,15 @@ func New(instance string) *Metrics {
 		prometheus.DefBuckets, []string{"method", "route", "status"})
 	m.storeErrors = f.counter("bookhub_store_errors_total", "Database operations that failed for a server-side reason (unreachable, driver error); not found, conflicts and stale versions are not errors.")
 	m.busErrors = f.counterVec("bookhub_bus_errors_total", "Event bus failures by operation.", []string{"op"})
+	m.resumes = f.counterVec("bookhub_ws_resumes_total", "Subscribes with since, by outcome (recovered true or false).", []string{"recovered"})
+	m.replayed = f.counter("bookhub_ws_replayed_events_total", "History events replayed to resuming subscribers.")
+	m.gapsFilled = f.counter("bookhub_feed_gap_filled_events_total", "Events read from history because the bus had not delivered them in order.")
+	m.incomplete = f.counter("bookhub_feed_incomplete_total", "Gaps the history could not fill; subscribers were sent an incomplete frame.")
+	m.relayed = f.counterVec("bookhub_outbox_published_total", "Outbox changes published on the bus, by path (handoff or sweep).", []string{"path"})
+	m.relayFailures = f.counter("bookhub_outbox_publish_failures_total", "Outbox publishes that failed; the change stays in the outbox.")
+	m.outboxRows = f.gauge("bookhub_outbox_rows", "Rows in the outbox: durable history plus unpublished changes.")
+	m.outboxPending = f.gauge("bookhub_outbox_unpublished", "Committed changes not yet published on the bus.")
+	m.outboxLag = f.gauge("bookhub_outbox_lag_seconds", "Age of the oldest unpublished change (0 when none).")
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -119,3 +138,36 @@ func (m *Metrics) ObserveRequest(method, route string, status int, d time.Durati
 
 // StoreError counts a database operation that failed server-side.
 func (m *Metrics) StoreError() { m.storeErrors.Inc() }
+
+// Resumed implements hub.Observer.
+func (m *Metrics) Resumed(_ string, recovered bool) {
+	m.resumes.WithLabelValues(strconv.FormatBool(recovered)).Inc()
+}
+
+// Replayed implements hub.Observer.
+func (m *Metrics) Replayed(_ string, n int) { m.replayed.Add(float64(n)) }
+
+// GapFilled implements feed.Observer.
+func (m *Metrics) GapFilled(n int) { m.gapsFilled.Add(float64(n)) }
+
+// StreamIncomplete implements feed.Observer.
+func (m *Metrics) StreamIncomplete() { m.incomplete.Inc() }
+
+// Relayed implements relay.Observer.
+func (m *Metrics) Relayed(path string, n int) { m.relayed.WithLabelValues(path).Add(float64(n)) }
+
+// RelayFailed implements relay.Observer.
+func (m *Metrics) RelayFailed() { m.relayFailures.Inc() }
+
+// OutboxSample is the outbox's size and lag, as relay.Observer reports it.
+type OutboxSample struct {
+	Rows, Unpublished int64
+	Lag               time.Duration
+}
+
+// ObserveOutbox records an outbox sample.
+func (m *Metrics) ObserveOutbox(s OutboxSample) {
+	m.outboxRows.Set(float64(s.Rows))
+	m.outboxPending.Set(float64(s.Unpublished))
+	m.outboxLag.Set(s.Lag.Seconds())
+}

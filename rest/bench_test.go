@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/bookhub/bookhub/auth"
-	"github.com/bookhub/bookhub/events"
 	"github.com/bookhub/bookhub/rest"
 )
 
@@ -20,7 +19,6 @@ func benchHandler(b *testing.B) (http.Handler, string) {
 	tokens := newTokens(b)
 	h, err := rest.New(rest.Options{
 		Books:  openStore(b),
-		Events: events.NewMemory(),
 		Tokens: tokens,
 		Logger: slog.New(slog.DiscardHandler),
 	})

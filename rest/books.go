@@ -1,19 +1,15 @@
 package rest
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/bookhub/bookhub/events"
 	"github.com/bookhub/bookhub/store"
 )
 
@@ -21,6 +17,18 @@ const contentTypeJSON = "application/json"
 
 // booksPath is where books live; Location and Link headers are built from it.
 const booksPath = "/api/v1/books"
+
+// Position headers: a snapshot's place in the channel it belongs to, so a
+// client can subscribe with since = that position and miss nothing.
+const (
+	headerOffset = "Bookhub-Offset"
+	headerEpoch  = "Bookhub-Epoch"
+)
+
+func setPosition(c *gin.Context, offset uint64, epoch string) {
+	c.Header(headerOffset, strconv.FormatUint(offset, 10))
+	c.Header(headerEpoch, epoch)
+}
 
 // etag is the strong entity tag of a book version: "\"<version>\"".
 func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
@@ -32,6 +40,8 @@ func (a *api) getBook(c *gin.Context) error {
 		return fmt.Errorf("get book %d: %w", id, err)
 	}
 	c.Header("ETag", etag(b.Version))
+	// The book's version is its channel's offset (see store/outbox.go).
+	setPosition(c, uint64(b.Version), a.books.Epoch())
 	if inm := c.GetHeader("If-None-Match"); inm != "" && noneMatchHits(inm, b.Version) {
 		c.Status(http.StatusNotModified)
 		c.Writer.WriteHeaderNow()
@@ -60,7 +70,6 @@ func (a *api) createBook(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	a.publish(c, events.BookCreated, b.ID, body, b.UpdatedAt)
 	c.Header("Location", booksPath+"/"+strconv.FormatInt(b.ID, 10))
 	c.Header("ETag", etag(b.Version))
 	c.Data(http.StatusCreated, contentTypeJSON, body)
@@ -99,7 +108,6 @@ func (a *api) updateBook(c *gin.Context, mode decodeMode) error {
 	if err != nil {
 		return err
 	}
-	a.publish(c, events.BookUpdated, b.ID, body, b.UpdatedAt)
 	c.Header("ETag", etag(b.Version))
 	c.Data(http.StatusOK, contentTypeJSON, body)
 	return nil
@@ -111,19 +119,9 @@ func (a *api) deleteBook(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	b, err := a.books.Delete(c.Request.Context(), id, ifVersion)
-	if err != nil {
+	if _, err := a.books.Delete(c.Request.Context(), id, ifVersion); err != nil {
 		return fmt.Errorf("delete book %d: %w", id, err)
 	}
-	deletedAt := time.Now().UTC()
-	body, err := encodeBook(b)
-	if err != nil {
-		// The delete is committed; only the event's payload is lost.
-		a.log.LogAttrs(c.Request.Context(), slog.LevelError, "encode deleted book",
-			slog.Int64("book_id", id), slog.String("error", err.Error()))
-		body = []byte("null")
-	}
-	a.publish(c, events.BookDeleted, b.ID, body, deletedAt)
 	c.Status(http.StatusNoContent)
 	c.Writer.WriteHeaderNow()
 	return nil
@@ -164,35 +162,6 @@ func (a *api) decode(c *gin.Context, mode decodeMode) (bookInput, error) {
 		return bookInput{}, err
 	}
 	return decodeBook(body, mode)
-}
-
-// publish announces a committed write. It runs on a context detached from
-// the request, so a client hanging up cannot cancel the event, but bounded by
-// publishTimeout. A failure is logged and swallowed: the write is committed
-// and the client must learn that it succeeded.
-//
-// Publishing after commit can still lose an event if the process dies in
-// between; a later issue adds a transactional outbox to close that gap.
-func (a *api) publish(c *gin.Context, typ events.Type, bookID int64, body []byte, at time.Time) {
-	ev := events.Event{
-		ID:     events.NewID(),
-		Type:   typ,
-		BookID: bookID,
-		Book:   body,
-		At:     at.UTC(),
-		Origin: a.instance,
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), a.publishTimeout)
-	defer cancel()
-	if err := a.events.Publish(ctx, ev); err != nil {
-		a.log.LogAttrs(ctx, slog.LevelError, "publish event failed; the write is committed but subscribers miss it",
-			slog.String("event_id", ev.ID),
-			slog.String("event", string(typ)),
-			slog.Int64("book_id", bookID),
-			slog.String("request_id", requestIDOf(c)),
-			slog.String("error", err.Error()),
-		)
-	}
 }
 
 // ifMatch turns the If-Match header into the version the store must find:

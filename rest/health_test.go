@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/bookhub/bookhub/auth"
-	"github.com/bookhub/bookhub/events"
 	"github.com/bookhub/bookhub/rest"
 	"github.com/bookhub/bookhub/store"
 )
@@ -25,6 +24,7 @@ func (f faultyStore) Create(context.Context, store.Book) (store.Book, error) {
 	return store.Book{}, f.err
 }
 func (f faultyStore) Get(context.Context, int64) (store.Book, error) { return store.Book{}, f.err }
+func (f faultyStore) Epoch() string                                  { return "" }
 func (f faultyStore) Update(context.Context, int64, int64, func(*store.Book) error) (store.Book, error) {
 	return store.Book{}, f.err
 }
@@ -228,17 +228,14 @@ func TestAccessLogAndObserve(t *testing.T) {
 func TestNewRefusesIncompleteOptions(t *testing.T) {
 	st := faultyStore{}
 	tk := newTokens(t)
-	bus := events.NewMemory()
 	tests := []struct {
 		name string
 		opts rest.Options
 	}{
-		{"NoBooks", rest.Options{Events: bus, Tokens: tk}},
-		{"NoEvents", rest.Options{Books: st, Tokens: tk}},
-		{"NoTokens", rest.Options{Books: st, Events: bus}},
-		{"NegativeBodyLimit", rest.Options{Books: st, Events: bus, Tokens: tk, MaxBodyBytes: -1}},
-		{"NegativePublishTimeout", rest.Options{Books: st, Events: bus, Tokens: tk, PublishTimeout: -1}},
-		{"CheckWithoutPing", rest.Options{Books: st, Events: bus, Tokens: tk, Checks: []rest.Check{{Name: "x"}}}},
+		{"NoBooks", rest.Options{Tokens: tk}},
+		{"NoTokens", rest.Options{Books: st}},
+		{"NegativeBodyLimit", rest.Options{Books: st, Tokens: tk, MaxBodyBytes: -1}},
+		{"CheckWithoutPing", rest.Options{Books: st, Tokens: tk, Checks: []rest.Check{{Name: "x"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/bookhub/bookhub/auth"
-	"github.com/bookhub/bookhub/events"
 	"github.com/bookhub/bookhub/internal/testenv"
 	"github.com/bookhub/bookhub/rest"
 	"github.com/bookhub/bookhub/store"
@@ -28,12 +27,11 @@ const testSecret = "test-secret-that-is-at-least-32-bytes-long!"
 type env struct {
 	srv    *httptest.Server
 	store  *store.Store
-	bus    *events.Memory
 	tokens *auth.Tokens
 	logs   *testenv.LogBuffer
 
-	mu     sync.Mutex
-	events []events.Event
+	mu      sync.Mutex
+	changes []store.Change
 }
 
 func testContext(t testing.TB) context.Context {
@@ -43,11 +41,17 @@ func testContext(t testing.TB) context.Context {
 	return ctx
 }
 
-func openStore(t testing.TB) *store.Store {
+func openStore(t testing.TB) *store.Store { return openStoreWith(t, nil) }
+
+// openStoreWith opens a fresh SQLite store that hands each committed change
+// to onCommit.
+func openStoreWith(t testing.TB, onCommit func(store.Change)) *store.Store {
 	t.Helper()
 	st, err := store.Open(testContext(t), store.Options{
-		URL:    filepath.Join(t.TempDir(), "books.db"),
-		Logger: slog.New(slog.DiscardHandler),
+		URL:      filepath.Join(t.TempDir(), "books.db"),
+		Logger:   slog.New(slog.DiscardHandler),
+		Origin:   "test-instance",
+		OnCommit: onCommit,
 	})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
@@ -69,9 +73,8 @@ func newTokens(t testing.TB) *auth.Tokens {
 // Books means the real store).
 func newEnv(t testing.TB, mod func(*rest.Options)) *env {
 	t.Helper()
-	e := &env{bus: events.NewMemory(), tokens: newTokens(t), logs: &testenv.LogBuffer{}}
+	e := &env{tokens: newTokens(t), logs: &testenv.LogBuffer{}}
 	opts := rest.Options{
-		Events:   e.bus,
 		Tokens:   e.tokens,
 		Instance: "test-instance",
 		Logger:   slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -80,17 +83,12 @@ func newEnv(t testing.TB, mod func(*rest.Options)) *env {
 		mod(&opts)
 	}
 	if opts.Books == nil {
-		e.store = openStore(t)
+		e.store = openStoreWith(t, func(c store.Change) {
+			e.mu.Lock()
+			e.changes = append(e.changes, c)
+			e.mu.Unlock()
+		})
 		opts.Books = e.store
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := e.bus.Subscribe(ctx, func(ev events.Event) {
-		e.mu.Lock()
-		e.events = append(e.events, ev)
-		e.mu.Unlock()
-	}); err != nil {
-		t.Fatalf("subscribe: %v", err)
 	}
 	h, err := rest.New(opts)
 	if err != nil {
@@ -101,13 +99,12 @@ func newEnv(t testing.TB, mod func(*rest.Options)) *env {
 	return e
 }
 
-// published returns the events captured so far. The memory bus delivers
-// synchronously and the API publishes before it responds, so no waiting is
-// needed after a response arrived.
-func (e *env) published() []events.Event {
+// published returns the changes committed so far. The store hands them over
+// before the write returns, so no waiting is needed after a response.
+func (e *env) published() []store.Change {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return append([]events.Event(nil), e.events...)
+	return append([]store.Change(nil), e.changes...)
 }
 
 func (e *env) token(t testing.TB, role auth.Role) string {
@@ -188,6 +185,11 @@ type wireBook struct {
 type wireList struct {
 	Books      []wireBook `json:"books"`
 	NextCursor string     `json:"next_cursor"`
+	Position   struct {
+		Channel string `json:"channel"`
+		Offset  uint64 `json:"offset"`
+		Epoch   string `json:"epoch"`
+	} `json:"position"`
 }
 
 func decodeStrictList(t testing.TB, b []byte) wireList {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/bookhub/bookhub/events"
 	"github.com/bookhub/bookhub/store"
 )
 
@@ -91,7 +92,9 @@ func (a *api) listBooks(c *gin.Context) error {
 	if err != nil {
 		return fmt.Errorf("list books: %w", err)
 	}
-	out := listJSON{Books: make([]bookJSON, 0, len(page.Books)), NextCursor: page.NextCursor}
+	out := listJSON{Books: make([]bookJSON, 0, len(page.Books)), NextCursor: page.NextCursor,
+		Position: positionJSON{Channel: events.ChannelBooks, Offset: page.Position.Offset, Epoch: page.Position.Epoch}}
+	setPosition(c, page.Position.Offset, page.Position.Epoch)
 	for _, b := range page.Books {
 		out.Books = append(out.Books, toBookJSON(b))
 	}

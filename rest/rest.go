@@ -15,8 +15,11 @@
 // Every GET route also answers HEAD, with the same status and headers and no
 // body.
 //
-// After every committed write the package publishes exactly one
-// events.Event carrying the same book JSON the client received.
+// The API does not publish events: every write appends its change to the
+// store's outbox in the write's own transaction, and the relay publishes it.
+// Reads report their position in the event stream (Bookhub-Offset and
+// Bookhub-Epoch headers, and a position member on the list), so a client can
+// load a snapshot and then subscribe from exactly there.
 package rest
 
 import (
@@ -29,7 +32,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/bookhub/bookhub/auth"
-	"github.com/bookhub/bookhub/events"
 	"github.com/bookhub/bookhub/store"
 )
 
@@ -53,6 +55,8 @@ type BookStore interface {
 	List(ctx context.Context, opts store.ListOptions) (store.Page, error)
 	// Ping reports whether the database answers; /readyz uses it.
 	Ping(ctx context.Context) error
+	// Epoch is the epoch of the event history, for position headers.
+	Epoch() string
 }
 
 // Verifier checks bearer tokens. *auth.Tokens satisfies it.
@@ -72,20 +76,16 @@ type Check struct {
 
 // Options configure the handler returned by New.
 type Options struct {
-	// Books, Events and Tokens are required.
+	// Books and Tokens are required.
 	Books  BookStore
-	Events events.Publisher
 	Tokens Verifier
-	// Instance names this process; it becomes Origin of published events.
+	// Instance names this process in logs.
 	Instance string
 	// Logger receives the access log and error reports; nil means
 	// slog.Default().
 	Logger *slog.Logger
 	// MaxBodyBytes caps request bodies; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
-	// PublishTimeout bounds each event publication after a commit; 0 means
-	// DefaultPublishTimeout.
-	PublishTimeout time.Duration
 	// Checks are probed by /readyz in addition to the book store, which is
 	// always checked under the name "database".
 	Checks []Check
@@ -95,11 +95,8 @@ type Options struct {
 	Observe func(method, route string, status int, d time.Duration)
 }
 
-// Defaults for zero Options fields.
-const (
-	DefaultMaxBodyBytes   int64 = 1 << 20
-	DefaultPublishTimeout       = 2 * time.Second
-)
+// DefaultMaxBodyBytes is the body cap for a zero Options.MaxBodyBytes.
+const DefaultMaxBodyBytes int64 = 1 << 20
 
 // readyTimeout bounds one /readyz call: probes are for load balancers, which
 // give up after a few seconds anyway.
@@ -108,15 +105,13 @@ const readyTimeout = 2 * time.Second
 // api holds the dependencies the handlers share. It is immutable after New,
 // so handlers run concurrently without locks.
 type api struct {
-	books          BookStore
-	events         events.Publisher
-	tokens         Verifier
-	instance       string
-	log            *slog.Logger
-	maxBody        int64
-	publishTimeout time.Duration
-	checks         []Check
-	observe        func(method, route string, status int, d time.Duration)
+	books    BookStore
+	tokens   Verifier
+	instance string
+	log      *slog.Logger
+	maxBody  int64
+	checks   []Check
+	observe  func(method, route string, status int, d time.Duration)
 }
 
 // New returns the HTTP handler of the REST API and the health probes.
@@ -127,14 +122,10 @@ func New(opts Options) (http.Handler, error) {
 	switch {
 	case opts.Books == nil:
 		return nil, errors.New("rest: Options.Books is required")
-	case opts.Events == nil:
-		return nil, errors.New("rest: Options.Events is required")
 	case opts.Tokens == nil:
 		return nil, errors.New("rest: Options.Tokens is required")
 	case opts.MaxBodyBytes < 0:
 		return nil, errors.New("rest: Options.MaxBodyBytes must not be negative")
-	case opts.PublishTimeout < 0:
-		return nil, errors.New("rest: Options.PublishTimeout must not be negative")
 	}
 	for _, ch := range opts.Checks {
 		if ch.Name == "" || ch.Ping == nil {
@@ -142,24 +133,19 @@ func New(opts Options) (http.Handler, error) {
 		}
 	}
 	a := &api{
-		books:          opts.Books,
-		events:         opts.Events,
-		tokens:         opts.Tokens,
-		instance:       opts.Instance,
-		log:            opts.Logger,
-		maxBody:        opts.MaxBodyBytes,
-		publishTimeout: opts.PublishTimeout,
-		checks:         append([]Check{{Name: "database", Ping: opts.Books.Ping}}, opts.Checks...),
-		observe:        opts.Observe,
+		books:    opts.Books,
+		tokens:   opts.Tokens,
+		instance: opts.Instance,
+		log:      opts.Logger,
+		maxBody:  opts.MaxBodyBytes,
+		checks:   append([]Check{{Name: "database", Ping: opts.Books.Ping}}, opts.Checks...),
+		observe:  opts.Observe,
 	}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
 	if a.maxBody == 0 {
 		a.maxBody = DefaultMaxBodyBytes
-	}
-	if a.publishTimeout == 0 {
-		a.publishTimeout = DefaultPublishTimeout
 	}
 	return a.routes(), nil
 }

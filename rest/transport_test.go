@@ -19,7 +19,7 @@ import (
 func wrapped(t *testing.T, outer func(http.Handler) http.Handler) (*env, *httptest.Server) {
 	t.Helper()
 	e := newEnv(t, nil)
-	h, err := rest.New(rest.Options{Books: e.store, Events: e.bus, Tokens: e.tokens})
+	h, err := rest.New(rest.Options{Books: e.store, Tokens: e.tokens})
 	if err != nil {
 		t.Fatal(err)
 	}

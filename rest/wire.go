@@ -30,6 +30,16 @@ type bookJSON struct {
 type listJSON struct {
 	Books      []bookJSON `json:"books"`
 	NextCursor string     `json:"next_cursor,omitempty"`
+	// Position is where the "books" channel stood when the page was read:
+	// the page reflects every event up to it and none after.
+	Position positionJSON `json:"position"`
+}
+
+// positionJSON is a place in a channel's event stream.
+type positionJSON struct {
+	Channel string `json:"channel"`
+	Offset  uint64 `json:"offset"`
+	Epoch   string `json:"epoch"`
 }
 
 func toBookJSON(b store.Book) bookJSON {
@@ -50,8 +60,11 @@ func toBookJSON(b store.Book) bookJSON {
 	return out
 }
 
-// encodeBook returns the book's wire JSON. The same bytes go to the client and
-// into the event, so WebSocket subscribers see exactly what REST returned.
+// EncodeBook returns the book's wire JSON, as REST responses carry it. The
+// relay renders events with it too, so WebSocket subscribers see exactly
+// what REST returns.
+func EncodeBook(b store.Book) ([]byte, error) { return encodeBook(b) }
+
 func encodeBook(b store.Book) ([]byte, error) {
 	body, err := json.Marshal(toBookJSON(b))
 	if err != nil {

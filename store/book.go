@@ -75,4 +75,7 @@ type Page struct {
 	Books []Book
 	// NextCursor fetches the following page; "" means this was the last.
 	NextCursor string
+	// Position is the position of the "books" channel in the snapshot the
+	// page was read from: the page reflects every event up to it.
+	Position Position
 }

@@ -6,12 +6,17 @@ import (
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
+
+	"github.com/bookhub/bookhub/events"
 )
 
 // Every write applies the entity's rules (Book.Normalize) itself, so no
 // writer can store a value the API would refuse or an ISBN-10 that dodges
 // the unique index. The API checks the same rules first, field by field, to
 // report them in its own terms; here they are the last line.
+//
+// Every write appends its change to the outbox in the same transaction (see
+// outbox.go), and hands it to Options.OnCommit once committed.
 
 // Create inserts b and returns it as stored: normalized by Book.Normalize
 // (an ISBN-10 becomes its ISBN-13), with its new ID, Version 1 and
@@ -27,12 +32,19 @@ func (s *Store) Create(ctx context.Context, b Book) (Book, error) {
 	now := s.now()
 	b.ID, b.Version, b.CreatedAt, b.UpdatedAt = 0, 1, now, now
 	row := fromBook(b)
+	var change Change
 	err = s.inTx(ctx, func(tx *gorm.DB) error {
-		return tx.Create(&row).Error
+		if err := tx.Create(&row).Error; err != nil {
+			return err
+		}
+		var err error
+		change, err = s.appendChange(tx, events.BookCreated, toBook(row), 1, now)
+		return err
 	})
 	if err != nil {
 		return Book{}, fmt.Errorf("create book: %w", translate(err))
 	}
+	s.committed(change)
 	return toBook(row), nil
 }
 
@@ -60,7 +72,10 @@ func (s *Store) Get(ctx context.Context, id int64) (Book, error) {
 // a rule existed stays editable. Otherwise Version is bumped and UpdatedAt
 // set to now. A taken ISBN yields ErrConflict.
 func (s *Store) Update(ctx context.Context, id int64, ifVersion int64, apply func(*Book) error) (Book, error) {
-	var out Book
+	var (
+		out    Book
+		change Change
+	)
 	err := s.inTx(ctx, func(tx *gorm.DB) error {
 		cur, err := s.loadForWrite(tx, id, ifVersion)
 		if err != nil {
@@ -96,11 +111,13 @@ func (s *Store) Update(ctx context.Context, id int64, ifVersion int64, apply fun
 			return ErrStale
 		}
 		out = next
-		return nil
+		change, err = s.appendChange(tx, events.BookUpdated, next, uint64(next.Version), next.UpdatedAt)
+		return err
 	})
 	if err != nil {
 		return Book{}, fmt.Errorf("update book %d: %w", id, translate(err))
 	}
+	s.committed(change)
 	return out, nil
 }
 
@@ -108,7 +125,10 @@ func (s *Store) Update(ctx context.Context, id int64, ifVersion int64, apply fun
 // ErrNotFound if there is none and with ErrStale if ifVersion is not 0 and
 // not the current version. Deletion is permanent.
 func (s *Store) Delete(ctx context.Context, id int64, ifVersion int64) (Book, error) {
-	var out Book
+	var (
+		out    Book
+		change Change
+	)
 	err := s.inTx(ctx, func(tx *gorm.DB) error {
 		cur, err := s.loadForWrite(tx, id, ifVersion)
 		if err != nil {
@@ -122,11 +142,14 @@ func (s *Store) Delete(ctx context.Context, id int64, ifVersion int64) (Book, er
 			return ErrStale
 		}
 		out = cur
-		return nil
+		// The delete is the book's last event: one past its last version.
+		change, err = s.appendChange(tx, events.BookDeleted, cur, uint64(cur.Version)+1, s.now())
+		return err
 	})
 	if err != nil {
 		return Book{}, fmt.Errorf("delete book %d: %w", id, translate(err))
 	}
+	s.committed(change)
 	return out, nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"gorm.io/gorm"
 )
 
 // keyKind is the Go type of a sort column's values, which decides how a
@@ -204,50 +206,72 @@ func (s *Store) List(ctx context.Context, opts ListOptions) (Page, error) {
 			ErrInvalidQuery, *opts.MinPriceCents, *opts.MaxPriceCents)
 	}
 
-	q := s.db.WithContext(ctx).Model(&bookRow{})
-	if opts.Author != "" {
-		// Case-insensitive through the column's collation, so the
-		// (author, id) index still serves it.
-		q = q.Where("author = ?", opts.Author)
-	}
-	if opts.Query != "" {
-		pattern := "%" + likeEscaper.Replace(opts.Query) + "%"
-		q = q.Where("(title LIKE ? ESCAPE '!' OR author LIKE ? ESCAPE '!')", pattern, pattern)
-	}
-	if opts.MinPriceCents != nil {
-		q = q.Where("price_cents >= ?", *opts.MinPriceCents)
-	}
-	if opts.MaxPriceCents != nil {
-		q = q.Where("price_cents <= ?", *opts.MaxPriceCents)
-	}
-	cmp, dir := ">", "ASC"
-	if sp.desc {
-		cmp, dir = "<", "DESC"
-	}
+	var (
+		key any
+		id  int64
+	)
 	if opts.Cursor != "" {
-		key, id, err := decodeCursor(sp, opts.Cursor)
-		if err != nil {
+		var err error
+		if key, id, err = decodeCursor(sp, opts.Cursor); err != nil {
 			return Page{}, fmt.Errorf("list books: %w", err)
 		}
-		if sp.column == "id" {
-			q = q.Where("id "+cmp+" ?", id)
-		} else {
-			// Spelled out rather than as a row comparison, which older
-			// MySQL versions cannot match to an index range.
-			q = q.Where("("+sp.column+" "+cmp+" ? OR ("+sp.column+" = ? AND id "+cmp+" ?))", key, key, id)
-		}
 	}
-	if sp.column == "id" {
-		q = q.Order("id " + dir)
-	} else {
-		q = q.Order(sp.column + " " + dir + ", id " + dir)
+	build := func(tx *gorm.DB) *gorm.DB {
+		q := tx.Model(&bookRow{})
+		if opts.Author != "" {
+			// Case-insensitive through the column's collation, so the
+			// (author, id) index still serves it.
+			q = q.Where("author = ?", opts.Author)
+		}
+		if opts.Query != "" {
+			pattern := "%" + likeEscaper.Replace(opts.Query) + "%"
+			q = q.Where("(title LIKE ? ESCAPE '!' OR author LIKE ? ESCAPE '!')", pattern, pattern)
+		}
+		if opts.MinPriceCents != nil {
+			q = q.Where("price_cents >= ?", *opts.MinPriceCents)
+		}
+		if opts.MaxPriceCents != nil {
+			q = q.Where("price_cents <= ?", *opts.MaxPriceCents)
+		}
+		cmp, dir := ">", "ASC"
+		if sp.desc {
+			cmp, dir = "<", "DESC"
+		}
+		if opts.Cursor != "" {
+			if sp.column == "id" {
+				q = q.Where("id "+cmp+" ?", id)
+			} else {
+				// Spelled out rather than as a row comparison, which older
+				// MySQL versions cannot match to an index range.
+				q = q.Where("("+sp.column+" "+cmp+" ? OR ("+sp.column+" = ? AND id "+cmp+" ?))", key, key, id)
+			}
+		}
+		if sp.column == "id" {
+			q = q.Order("id " + dir)
+		} else {
+			q = q.Order(sp.column + " " + dir + ", id " + dir)
+		}
+
+		return q.Limit(limit + 1)
 	}
 
-	var rows []bookRow
-	if err := q.Limit(limit + 1).Find(&rows).Error; err != nil {
+	// The page and the position of "books" come from one snapshot, so the
+	// page reflects every event up to that offset and none after it.
+	var (
+		rows []bookRow
+		pos  Position
+	)
+	err = s.readTx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if pos, err = s.positionTx(tx, 0); err != nil {
+			return err
+		}
+		return build(tx).Find(&rows).Error
+	})
+	if err != nil {
 		return Page{}, fmt.Errorf("list books: %w", translate(err))
 	}
-	page := Page{Books: make([]Book, 0, min(len(rows), limit))}
+	page := Page{Books: make([]Book, 0, min(len(rows), limit)), Position: pos}
 	for i, r := range rows {
 		if i == limit {
 			page.NextCursor = encodeCursor(sp, page.Books[limit-1])

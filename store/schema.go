@@ -139,6 +139,57 @@ var migrations = []migration{
 		version: 2,
 		run:     (*Store).convertISBN10s,
 	},
+	{
+		// The outbox and the channel positions (see outbox.go). outbox is
+		// also the durable history clients resume from.
+		version: 3,
+		sqlite: []string{
+			`CREATE TABLE IF NOT EXISTS streams (
+				name VARCHAR(64) NOT NULL PRIMARY KEY,
+				epoch VARCHAR(32) NOT NULL,
+				last_offset BIGINT NOT NULL
+			)`,
+			`CREATE TABLE IF NOT EXISTS outbox (
+				id INTEGER PRIMARY KEY AUTOINCREMENT,
+				event_id VARCHAR(32) NOT NULL,
+				type VARCHAR(32) NOT NULL,
+				book_id BIGINT NOT NULL,
+				books_offset BIGINT NOT NULL,
+				book_offset BIGINT NOT NULL,
+				payload TEXT NOT NULL,
+				origin VARCHAR(255) NOT NULL,
+				committed_at DATETIME NOT NULL,
+				published_at DATETIME NULL
+			)`,
+			`CREATE UNIQUE INDEX IF NOT EXISTS idx_outbox_books_offset ON outbox (books_offset)`,
+			`CREATE UNIQUE INDEX IF NOT EXISTS idx_outbox_book_offset ON outbox (book_id, book_offset)`,
+			`CREATE INDEX IF NOT EXISTS idx_outbox_published ON outbox (published_at, id)`,
+		},
+		mysql: []string{
+			`CREATE TABLE IF NOT EXISTS streams (
+				name VARCHAR(64) NOT NULL,
+				epoch VARCHAR(32) NOT NULL,
+				last_offset BIGINT NOT NULL,
+				PRIMARY KEY (name)
+			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+			`CREATE TABLE IF NOT EXISTS outbox (
+				id BIGINT NOT NULL AUTO_INCREMENT,
+				event_id VARCHAR(32) NOT NULL,
+				type VARCHAR(32) NOT NULL,
+				book_id BIGINT NOT NULL,
+				books_offset BIGINT NOT NULL,
+				book_offset BIGINT NOT NULL,
+				payload MEDIUMTEXT NOT NULL,
+				origin VARCHAR(255) NOT NULL,
+				committed_at DATETIME(6) NOT NULL,
+				published_at DATETIME(6) NULL,
+				PRIMARY KEY (id),
+				UNIQUE KEY idx_outbox_books_offset (books_offset),
+				UNIQUE KEY idx_outbox_book_offset (book_id, book_offset),
+				KEY idx_outbox_published (published_at, id)
+			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+		},
+	},
 }
 
 // convertISBN10s is migration 2: it rewrites each stored ISBN-10 as the

@@ -51,6 +51,13 @@ type Options struct {
 	// SlowQuery is the duration above which a statement is logged. 0 means
 	// DefaultSlowQuery; a negative value disables slow-statement logging.
 	SlowQuery time.Duration
+	// Origin names this instance in the outbox rows it writes.
+	Origin string
+	// OnCommit, when set, is called after each write commits, on the
+	// writing goroutine, with the change the write appended to the outbox.
+	// The outbox relay uses it to publish at once instead of polling. It
+	// must not block.
+	OnCommit func(Change)
 }
 
 // Store keeps books in MySQL or SQLite. It is safe for concurrent use; every
@@ -61,6 +68,13 @@ type Store struct {
 	driver Driver
 	log    *slog.Logger
 	now    func() time.Time
+	origin string
+	// epoch is the history epoch of every channel, read at Open.
+	epoch    string
+	onCommit func(Change)
+	// beforeAppend is a test hook run inside a write's transaction just
+	// before its outbox row takes an offset.
+	beforeAppend func(Book)
 }
 
 // Open connects to the database named by opts.URL, brings its schema up to
@@ -84,7 +98,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s := &Store{driver: driver, log: opts.Logger, now: nowMicro}
+	s := &Store{driver: driver, log: opts.Logger, now: nowMicro, origin: opts.Origin, onCommit: opts.OnCommit}
 	gcfg := &gorm.Config{
 		Logger:                 newGormLogger(opts.Logger, opts.SlowQuery),
 		NowFunc:                nowMicro,
@@ -109,6 +123,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, redact(fmt.Errorf("open %s store: %w", driver, err), password)
 	}
 	if err := s.migrate(ctx); err != nil {
+		s.sqlDB.Close()
+		return nil, redact(fmt.Errorf("open %s store: %w", driver, err), password)
+	}
+	if err := s.ensureStreams(ctx); err != nil {
 		s.sqlDB.Close()
 		return nil, redact(fmt.Errorf("open %s store: %w", driver, err), password)
 	}

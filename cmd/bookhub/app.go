@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,8 +15,10 @@ import (
 	"github.com/bookhub/bookhub/config"
 	"github.com/bookhub/bookhub/events"
 	"github.com/bookhub/bookhub/events/redisbus"
+	"github.com/bookhub/bookhub/feed"
 	"github.com/bookhub/bookhub/hub"
 	"github.com/bookhub/bookhub/metrics"
+	"github.com/bookhub/bookhub/relay"
 	"github.com/bookhub/bookhub/rest"
 	"github.com/bookhub/bookhub/store"
 	"github.com/bookhub/bookhub/web"
@@ -32,10 +33,15 @@ const hubShutdownTimeout = 5 * time.Second
 // Tests use the same steps, with ":0" addresses, to run several instances in
 // one process.
 type App struct {
-	cfg     config.Config
-	log     *slog.Logger
-	store   *store.Store
-	bus     events.Bus
+	cfg   config.Config
+	log   *slog.Logger
+	store *store.Store
+	bus   events.Bus
+	relay *relay.Relay
+	feed  *feed.Feed
+	// handoff passes committed changes to the relay; tests replace it to
+	// play a process that dies between commit and publish.
+	handoff func(store.Change)
 	hub     *hub.Hub
 	metrics *metrics.Metrics
 	tokens  *auth.Tokens
@@ -74,7 +80,10 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 	}
 	openCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if a.store, err = store.Open(openCtx, store.Options{URL: dbURL, Logger: logger}); err != nil {
+	// OnCommit runs only once writes are served, after a.relay is set.
+	storeOpts := store.Options{URL: dbURL, Logger: logger, Origin: cfg.Instance,
+		OnCommit: func(c store.Change) { a.handoff(c) }}
+	if a.store, err = store.Open(openCtx, storeOpts); err != nil {
 		if cfg.Embedded() {
 			return nil, fmt.Errorf("%s: embedded database: %w", config.EnvDataDir, err)
 		}
@@ -97,9 +106,18 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 		a.bus = rb // only a non-nil *redisbus.Bus goes into the interface
 	}
 
+	if a.relay, err = relay.New(relay.Options{
+		Store: a.store, Bus: countingPublisher{a.bus, a.metrics}, Render: renderChange,
+		Logger: logger, Observer: relayMetrics{a.metrics},
+	}); err != nil {
+		return nil, fmt.Errorf("outbox relay: %w", err)
+	}
+	a.handoff = a.relay.Handoff
+
 	a.hub, err = hub.New(hub.Options{
 		Authenticate:   a.authenticateSocket,
-		ValidChannel:   validChannel,
+		ValidChannel:   events.ValidChannel,
+		History:        hubHistory{a.store},
 		Instance:       cfg.Instance,
 		Logger:         logger,
 		OriginPatterns: cfg.AllowedOrigins,
@@ -110,6 +128,15 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 	if err != nil {
 		return nil, fmt.Errorf("websocket hub: %w", err)
 	}
+	if a.feed, err = feed.New(feed.Options{
+		History:    feedHistory{a.store},
+		Deliver:    a.deliver,
+		Incomplete: func(last events.Position) { a.hub.Incomplete(last.Epoch) },
+		Logger:     logger,
+		Observer:   a.metrics,
+	}); err != nil {
+		return nil, fmt.Errorf("event feed: %w", err)
+	}
 
 	var checks []rest.Check // rest always checks the database itself
 	if cfg.RedisURL != "" {
@@ -117,7 +144,6 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 	}
 	api, err := rest.New(rest.Options{
 		Books:    countingStore{a.store, a.metrics},
-		Events:   countingPublisher{a.bus, a.metrics},
 		Tokens:   a.tokens,
 		Instance: cfg.Instance,
 		Logger:   logger,
@@ -202,9 +228,14 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRelay()
-	if err := a.bus.Subscribe(relayCtx, a.relay); err != nil {
+	if err := a.bus.Subscribe(relayCtx, a.receive); err != nil {
 		return fmt.Errorf("subscribe to event bus: %w", err)
 	}
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	defer stopRelay()
+	bg.Go(func() { _ = a.feed.Run(relayCtx) }) // ends with relayCtx only
+	bg.Go(func() { a.relay.Run(relayCtx) })
 
 	errc := make(chan error, 2)
 	go func() { errc <- serveOn(a.server, a.ln) }()
@@ -260,17 +291,23 @@ func (a *App) shutdownServer(ctx context.Context, name string, s *http.Server) {
 	}
 }
 
-// relay hands one bus event to the hub. It runs on the bus goroutine and
-// never blocks: hub.Publish only enqueues.
-func (a *App) relay(ev events.Event) {
+// receive takes one bus event to the feed. It runs on the bus goroutine
+// and never blocks.
+func (a *App) receive(ev events.Event) {
 	a.metrics.EventReceived()
-	payload, err := json.Marshal(ev)
+	a.feed.Handle(ev)
+}
+
+// deliver hands one ordered event from the feed to the hub; it runs on the
+// feed's goroutine and never blocks (hub.Publish only enqueues).
+func (a *App) deliver(ev events.Event) {
+	p, err := publication(ev)
 	if err != nil {
 		a.metrics.BusError("receive")
 		a.log.Error("encode event for websocket", "event_id", ev.ID, "err", err)
 		return
 	}
-	a.hub.Publish(ev.Channels(), payload)
+	a.hub.Publish(p)
 }
 
 // Close releases the bus and the database. It is safe to call more than once.

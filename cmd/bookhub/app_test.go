@@ -184,18 +184,6 @@ func TestCLI(t *testing.T) {
 	})
 }
 
-func TestValidChannel(t *testing.T) {
-	for name, want := range map[string]bool{
-		"books": true, "books:1": true, "books:9223372036854775807": true,
-		"books:0": false, "books:01": false, "books:-1": false, "books:": false, "books:x": false,
-		"books:9223372036854775808": false, "authors": false, "": false, "books:1:2": false,
-	} {
-		if got := validChannel(name); got != want {
-			t.Errorf("validChannel(%q) = %v, want %v", name, got, want)
-		}
-	}
-}
-
 func TestJWTSecretRequiredWithDatabase(t *testing.T) {
 	_, _, err := jwtSecret(config.Config{DatabaseURL: "mysql://x@h:3306/d"})
 	if err == nil || !strings.Contains(err.Error(), config.EnvJWTSecret) {

@@ -153,6 +153,10 @@ type frame struct {
 	Book    json.RawMessage `json:"book"`
 	Origin  string          `json:"origin"`
 	Code    string          `json:"code"`
+	Offset  uint64          `json:"offset"`
+	Epoch   string          `json:"epoch"`
+	// Recovered answers a subscribe with since.
+	Recovered *bool `json:"recovered"`
 }
 
 // dialWS opens a socket subscribed to channels (via ?subscribe=) and reads

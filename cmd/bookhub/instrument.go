@@ -85,3 +85,5 @@ func (c countingStore) List(ctx context.Context, opts store.ListOptions) (store.
 }
 
 func (c countingStore) Ping(ctx context.Context) error { return c.count(c.s.Ping(ctx)) }
+
+func (c countingStore) Epoch() string { return c.s.Epoch() }
