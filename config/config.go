@@ -37,6 +37,11 @@ const (
 	// EnvWSMaxConnsPerSubject caps the sockets one token subject may hold
 	// open on one instance.
 	EnvWSMaxConnsPerSubject = "BOOKHUB_WS_MAX_CONNS_PER_SUBJECT"
+	// EnvHistorySize and EnvHistoryMaxAge bound the durable event history
+	// clients resume from: published events are pruned once both older than
+	// the age and more than the size behind the newest.
+	EnvHistorySize   = "BOOKHUB_HISTORY_SIZE"
+	EnvHistoryMaxAge = "BOOKHUB_HISTORY_MAX_AGE"
 )
 
 // EnvNames lists every environment variable bookhub reads, so deployment
@@ -44,7 +49,7 @@ const (
 func EnvNames() []string {
 	return []string{EnvAddr, EnvDatabaseURL, EnvRedisURL, EnvRedisPrefix, EnvRedisSharded, EnvRedisCluster,
 		EnvJWTSecret, EnvInstance, EnvMetricsAddr, EnvDataDir, EnvLogLevel, EnvLogFormat, EnvOrigins,
-		EnvWSMaxConnsPerSubject}
+		EnvWSMaxConnsPerSubject, EnvHistorySize, EnvHistoryMaxAge}
 }
 
 // Secret is a string that prints as "[redacted]" in logs and %v.
@@ -96,8 +101,17 @@ type Config struct {
 	// no cap. Never 0: Load refuses it, since "0 sockets" and "unlimited"
 	// are both plausible readings.
 	WSMaxConnsPerSubject int
+	// HistorySize and HistoryMaxAge bound the durable history (see
+	// EnvHistorySize); a resume can reach back at most HistorySize events.
+	HistorySize   int
+	HistoryMaxAge time.Duration
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout time.Duration
+	// WSCloseSpread is the window over which a stop spreads the closes of
+	// the WebSockets, so their clients do not reconnect elsewhere in one
+	// burst; 0 closes them all at once. It must leave room within
+	// ShutdownTimeout.
+	WSCloseSpread time.Duration
 	// ReadTimeout bounds how long a client may take to send its request
 	// line and headers, and is the base allowance for its body.
 	ReadTimeout time.Duration
@@ -110,6 +124,7 @@ type Config struct {
 // Defaults of the flag-only settings.
 const (
 	DefaultShutdownTimeout = 10 * time.Second
+	DefaultWSCloseSpread   = 3 * time.Second
 	DefaultReadTimeout     = 10 * time.Second
 	DefaultReadMinRate     = 16 << 10
 )
@@ -118,6 +133,12 @@ const (
 // the hub's own default (hub.DefaultMaxConnsPerSubject): generous for a
 // person with many tabs and devices, small for one leaked token.
 const DefaultWSMaxConnsPerSubject = 100
+
+// Defaults of the history settings.
+const (
+	DefaultHistorySize   = 10000
+	DefaultHistoryMaxAge = 24 * time.Hour
+)
 
 // Embedded reports whether the instance runs without external services.
 func (c Config) Embedded() bool { return c.DatabaseURL == "" }
@@ -137,6 +158,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		DataDir:         envOr(getenv, EnvDataDir, "data"),
 		LogFormat:       envOr(getenv, EnvLogFormat, "text"),
 		ShutdownTimeout: DefaultShutdownTimeout,
+		WSCloseSpread:   DefaultWSCloseSpread,
 		ReadTimeout:     DefaultReadTimeout,
 		ReadMinRate:     DefaultReadMinRate,
 	}
@@ -145,6 +167,8 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	cluster := getenv(EnvRedisCluster)
 	origins := getenv(EnvOrigins)
 	wsMaxConns := envOr(getenv, EnvWSMaxConnsPerSubject, strconv.Itoa(DefaultWSMaxConnsPerSubject))
+	historySize := envOr(getenv, EnvHistorySize, strconv.Itoa(DefaultHistorySize))
+	historyAge := envOr(getenv, EnvHistoryMaxAge, DefaultHistoryMaxAge.String())
 
 	fs := flag.NewFlagSet("bookhub serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -162,6 +186,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.StringVar(&origins, "allowed-origins", origins, "comma-separated browser origins allowed to open sockets ($"+EnvOrigins+")")
 	fs.StringVar(&wsMaxConns, "ws-max-conns-per-subject", wsMaxConns, "WebSocket connections one token subject may hold on this instance; -1 = no cap ($"+EnvWSMaxConnsPerSubject+")")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful stop may take")
+	fs.DurationVar(&c.WSCloseSpread, "ws-close-spread", c.WSCloseSpread, "window over which a stop spreads WebSocket closes; 0 = all at once")
+	fs.StringVar(&historySize, "history-size", historySize, "events the durable history keeps at least ($"+EnvHistorySize+")")
+	fs.StringVar(&historyAge, "history-max-age", historyAge, "age of events the durable history keeps at least ($"+EnvHistoryMaxAge+")")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "time allowed for request headers, and the base allowance of a body")
 	fs.Int64Var(&c.ReadMinRate, "read-min-rate", c.ReadMinRate, "slowest body upload waited for, in bytes per second")
 	if err := fs.Parse(args); err != nil {
@@ -187,6 +214,16 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	}
 	if c.WSMaxConnsPerSubject, err = parseConnCap(EnvWSMaxConnsPerSubject, wsMaxConns); err != nil {
 		errs = append(errs, err)
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(historySize)); err != nil || n < 1 {
+		errs = append(errs, fmt.Errorf("%s: %q is not a positive number of events", EnvHistorySize, historySize))
+	} else {
+		c.HistorySize = n
+	}
+	if d, err := time.ParseDuration(strings.TrimSpace(historyAge)); err != nil || d <= 0 {
+		errs = append(errs, fmt.Errorf("%s: %q is not a positive duration like 24h", EnvHistoryMaxAge, historyAge))
+	} else {
+		c.HistoryMaxAge = d
 	}
 	for _, o := range strings.Split(origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -237,6 +274,9 @@ func (c Config) validate() []error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown-timeout: must be positive"))
+	}
+	if c.WSCloseSpread < 0 || c.WSCloseSpread >= c.ShutdownTimeout {
+		errs = append(errs, fmt.Errorf("ws-close-spread: must be between 0 and shutdown-timeout (%v)", c.ShutdownTimeout))
 	}
 	if c.ReadTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("read-timeout: must be positive"))

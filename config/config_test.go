@@ -160,3 +160,40 @@ func TestSecretIsRedacted(t *testing.T) {
 		t.Fatalf("secret printed: %s", out)
 	}
 }
+
+func TestDeliverySettings(t *testing.T) {
+	c, err := config.Load(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HistorySize != config.DefaultHistorySize || c.HistoryMaxAge != config.DefaultHistoryMaxAge || c.WSCloseSpread != config.DefaultWSCloseSpread {
+		t.Fatalf("defaults: history %d / %v, close spread %v", c.HistorySize, c.HistoryMaxAge, c.WSCloseSpread)
+	}
+	c, err = config.Load([]string{"--ws-close-spread", "0", "--history-size", "50"},
+		env(map[string]string{config.EnvHistorySize: "7", config.EnvHistoryMaxAge: "90m"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HistorySize != 50 || c.HistoryMaxAge != 90*time.Minute || c.WSCloseSpread != 0 {
+		t.Fatalf("set: history %d / %v, close spread %v", c.HistorySize, c.HistoryMaxAge, c.WSCloseSpread)
+	}
+	for name, tc := range map[string]struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		"SizeZero":          {env: map[string]string{config.EnvHistorySize: "0"}, want: config.EnvHistorySize},
+		"SizeWords":         {env: map[string]string{config.EnvHistorySize: "lots"}, want: config.EnvHistorySize},
+		"AgeNegative":       {env: map[string]string{config.EnvHistoryMaxAge: "-1h"}, want: config.EnvHistoryMaxAge},
+		"AgeNoUnit":         {env: map[string]string{config.EnvHistoryMaxAge: "24"}, want: config.EnvHistoryMaxAge},
+		"SpreadNegative":    {args: []string{"--ws-close-spread", "-1s"}, want: "ws-close-spread"},
+		"SpreadPastTimeout": {args: []string{"--ws-close-spread", "10s"}, want: "ws-close-spread"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := config.Load(tc.args, env(tc.env), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Load = %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+}

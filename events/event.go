@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -100,6 +101,11 @@ func NewID() string {
 // goroutine, one event at a time, and must not block: a slow handler delays
 // every later event.
 type Handler func(Event)
+
+// ErrUndeliverable is wrapped by a Publish error that retrying cannot cure:
+// the bus refuses this event as it is (too large, malformed). Other errors
+// (Redis unreachable) are worth retrying.
+var ErrUndeliverable = errors.New("events: event cannot be carried by the bus")
 
 // Publisher publishes committed changes.
 type Publisher interface {

@@ -54,7 +54,9 @@ type conn struct {
 
 	mu           sync.Mutex
 	queue        [][]byte // frames not yet taken by the writer
-	pendingN     int      // frames queued or being written
+	policy       slowPolicy
+	meta         []frameMeta // parallel to queue, only with policyConflate
+	pendingN     int         // frames queued or being written
 	pendingBytes int
 	closeReq     closeRequest // code != 0 once a close was requested
 	reason       string       // first disconnect reason observed
@@ -84,7 +86,7 @@ func (c *conn) enqueue(frame []byte) bool {
 // one queued on sub is a duplicate and dropped; while sub replays history
 // the frame is held instead (and a client whose held frames outgrow its
 // queue is a slow consumer).
-func (c *conn) enqueueEvent(sub *subscription, offset uint64, frame []byte) {
+func (c *conn) enqueueEvent(sub *subscription, offset uint64, key string, frame []byte) {
 	c.mu.Lock()
 	var ok, slow bool
 	switch {
@@ -95,16 +97,52 @@ func (c *conn) enqueueEvent(sub *subscription, offset uint64, frame []byte) {
 			slow = true
 			break
 		}
-		sub.held = append(sub.held, heldFrame{offset: offset, frame: frame})
+		sub.held = append(sub.held, heldFrame{offset: offset, key: key, frame: frame})
 	case offset != 0 && offset <= sub.last:
 	default:
 		if offset != 0 {
 			sub.last = offset
 		}
-		ok, slow = c.pushLocked(frame)
+		ok, slow = c.pushEventLocked(frame, frameMeta{sub: sub, key: key, offset: offset, orig: frame})
 	}
 	c.mu.Unlock()
 	c.afterPush(ok, slow)
+}
+
+// pushEventLocked queues an event frame; a full queue under the conflate
+// policy is first conflated, and the client is slow only if that frees
+// nothing.
+func (c *conn) pushEventLocked(frame []byte, m frameMeta) (ok, slow bool) {
+	if c.policy != policyConflate {
+		return c.pushLocked(frame)
+	}
+	if c.closeReq.code != 0 || c.readerDone {
+		return false, false
+	}
+	c.queue = append(c.queue, frame)
+	c.meta = append(c.meta, m)
+	c.pendingN++
+	c.pendingBytes += len(frame)
+	// The batch the writer has taken is on its way and cannot be
+	// conflated, so only the queue behind it is held to the limits: at
+	// most one batch in flight plus SendQueueMessages queued frames, and
+	// twice SendQueueBytes in all.
+	opts := &c.hub.opts
+	fits := func() bool {
+		return len(c.queue) <= opts.SendQueueMessages && c.pendingBytes <= 2*opts.SendQueueBytes
+	}
+	if fits() {
+		return true, false
+	}
+	conflated := c.conflateLocked()
+	c.hub.obs.Conflated(conflated) // cheap, and only on this slow path
+	if fits() {
+		return true, false
+	}
+	// As many distinct books pending as the queue holds: conflating cannot
+	// bound it, so fall back to the disconnect policy (the client resumes).
+	c.closeLocked(closeSlowConsumer)
+	return false, true
 }
 
 // enqueueReplay queues a frame read from history for sub.
@@ -134,7 +172,7 @@ func (c *conn) startAt(sub *subscription, last uint64) {
 		if f.offset != 0 {
 			sub.last = f.offset
 		}
-		if ok, slow = c.pushLocked(f.frame); !ok {
+		if ok, slow = c.pushEventLocked(f.frame, frameMeta{sub: sub, key: f.key, offset: f.offset, orig: f.frame}); !ok {
 			break
 		}
 	}
@@ -155,6 +193,9 @@ func (c *conn) pushLocked(frame []byte) (ok, slow bool) {
 		return false, true
 	}
 	c.queue = append(c.queue, frame)
+	if c.policy == policyConflate {
+		c.meta = append(c.meta, frameMeta{})
+	}
 	c.pendingN++
 	c.pendingBytes += len(frame)
 	return true, false
@@ -164,6 +205,7 @@ func (c *conn) afterPush(ok, slow bool) {
 	if slow {
 		c.hub.obs.SlowConsumer()
 	}
+
 	if ok || slow {
 		c.wake()
 	}
@@ -215,7 +257,7 @@ func (c *conn) closeLocked(req closeRequest) {
 		return
 	}
 	c.closeReq = req
-	c.queue = nil // pending frames will never be sent: release them now
+	c.queue, c.meta = nil, nil // pending frames will never be sent: release them now
 	c.pendingN, c.pendingBytes = 0, 0
 	if c.reason == "" {
 		c.reason = req.metric
@@ -242,6 +284,10 @@ func (c *conn) take() (batch [][]byte, req closeRequest, stop bool) {
 		return nil, closeRequest{}, true
 	}
 	batch, c.queue = c.queue, nil
+	if c.meta != nil {
+		clear(c.meta) // taken frames are on their way: never conflated
+		c.meta = c.meta[:0]
+	}
 	return batch, closeRequest{}, false
 }
 
@@ -467,6 +513,14 @@ func (c *conn) handle(data []byte) {
 		if !ok {
 			c.reply(errorReply(m.ID, codeBadSince))
 			return
+		}
+		if m.Slow != nil {
+			p, ok := parseSlowPolicy(*m.Slow)
+			if !ok {
+				c.reply(errorReply(m.ID, codeBadSlow))
+				return
+			}
+			c.setPolicy(p)
 		}
 		c.subscribeTo(ch, from, m.ID)
 	default:

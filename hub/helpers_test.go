@@ -72,7 +72,7 @@ type recorder struct {
 	delivered   int
 	slow        int
 
-	recovered, notRecovered, replayed int
+	recovered, notRecovered, replayed, conflated int
 }
 
 func newRecorder() *recorder { return &recorder{changed: make(chan struct{})} }
@@ -106,6 +106,7 @@ func (r *recorder) Resumed(_ string, recovered bool) {
 	})
 }
 func (r *recorder) Replayed(_ string, n int) { r.update(func() { r.replayed += n }) }
+func (r *recorder) Conflated(n int)          { r.update(func() { r.conflated += n }) }
 
 // waitFor blocks until cond (called with the lock held) holds.
 func (r *recorder) waitFor(t *testing.T, what string, cond func() bool) {
@@ -152,6 +153,8 @@ func newEnv(t *testing.T, configure func(*hub.Options)) *env {
 		Instance:     "test-1",
 		Observer:     obs,
 		Logger:       testLogger(t),
+		// Tests close at once unless they test the spread.
+		ShutdownSpread: -1,
 	}
 	if configure != nil {
 		configure(&opts)

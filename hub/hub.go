@@ -61,6 +61,9 @@ type Observer interface {
 	Delivered(n int)
 	// SlowConsumer reports a client disconnected because its queue overflowed.
 	SlowConsumer()
+	// Conflated reports n pending frames dropped for a newer one of the
+	// same key, on a connection with the conflate policy.
+	Conflated(n int)
 	// Resumed reports a subscribe with since: recovered or not.
 	Resumed(channel string, recovered bool)
 	// Replayed reports n history events sent to one resuming subscription.
@@ -150,6 +153,9 @@ type Options struct {
 	// MaxReplay caps the events one resume replays; a client further
 	// behind gets recovered: false and refetches. Default 10000.
 	MaxReplay int
+	// ShutdownSpread is the window over which Shutdown spreads its closes.
+	// Default 3s; negative closes every socket at once.
+	ShutdownSpread time.Duration
 }
 
 // Defaults applied by New to zero Options fields.
@@ -165,6 +171,7 @@ const (
 	// holding thousands of sockets.
 	DefaultMaxConnsPerSubject = 100
 	DefaultMaxReplay          = 10000
+	DefaultShutdownSpread     = 3 * time.Second
 )
 
 // Stats is a point-in-time snapshot of the hub's size.
@@ -227,6 +234,7 @@ func New(opts Options) (*Hub, error) {
 	setDefault(&opts.MaxSubscriptions, DefaultMaxSubscriptions)
 	setDefault(&opts.MaxConnsPerSubject, DefaultMaxConnsPerSubject)
 	setDefault(&opts.MaxReplay, DefaultMaxReplay)
+	setDefault(&opts.ShutdownSpread, DefaultShutdownSpread)
 	for _, p := range opts.OriginPatterns {
 		// Checked once here, so a typo stops the start instead of turning
 		// every cross-origin handshake into a 403 at request time.
@@ -305,7 +313,7 @@ func (h *Hub) Publish(p Publication) {
 		subs := h.channels[ch]
 		n = len(subs)
 		for c, sub := range subs {
-			c.enqueueEvent(sub, pos.Offset, frame)
+			c.enqueueEvent(sub, pos.Offset, p.Key, frame)
 		}
 		h.mu.RUnlock()
 		h.obs.Published(ch, n, time.Since(start))
@@ -338,9 +346,15 @@ func (h *Hub) Stats() Stats {
 }
 
 // Shutdown refuses new upgrades with 503, asks every connection to close with
-// 1001 "server shutting down" (each connection's writer performs its own
-// close handshake, so they proceed concurrently), and waits until every
-// connection goroutine has returned or ctx is done.
+// 1001 "server shutting down", and waits until every connection goroutine
+// has returned or ctx is done.
+//
+// The closes are spread evenly over Options.ShutdownSpread (but at most half
+// of the time ctx leaves), not sent in one millisecond: thousands of clients
+// reconnecting to the remaining instances at once would be a storm, and they
+// resume there from their last offset, so a later close costs nothing. Each
+// connection's writer performs its own close handshake, so they proceed
+// concurrently. When ctx ends the rest are asked to close at once.
 //
 // http.Server.Shutdown does not know about hijacked connections, so call
 // this first. If ctx ends early Shutdown returns its error; the remaining
@@ -349,10 +363,12 @@ func (h *Hub) Stats() Stats {
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.connMu.Lock()
 	h.closing = true
+	conns := make([]*conn, 0, len(h.conns))
 	for c := range h.conns {
-		c.requestClose(closeShutdown)
+		conns = append(conns, c)
 	}
 	h.connMu.Unlock()
+	h.closeSpread(ctx, conns)
 
 	done := make(chan struct{})
 	go func() {
@@ -364,6 +380,38 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("hub shutdown: waiting for connections: %w", ctx.Err())
+	}
+}
+
+// closeSpread asks conns to close one after another over the spread window.
+func (h *Hub) closeSpread(ctx context.Context, conns []*conn) {
+	window := h.opts.ShutdownSpread
+	if dl, ok := ctx.Deadline(); ok {
+		window = min(window, time.Until(dl)/2) // leave time for the handshakes
+	}
+	if window <= 0 || len(conns) < 2 {
+		for _, c := range conns {
+			c.requestClose(closeShutdown)
+		}
+		return
+	}
+	start := time.Now()
+	step := window / time.Duration(len(conns)-1)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for i, c := range conns {
+		if wait := time.Until(start.Add(time.Duration(i) * step)); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				for _, c := range conns[i:] {
+					c.requestClose(closeShutdown)
+				}
+				return
+			}
+		}
+		c.requestClose(closeShutdown)
 	}
 }
 
@@ -495,5 +543,6 @@ func (nopObserver) Unsubscribed(string)                  {}
 func (nopObserver) Published(string, int, time.Duration) {}
 func (nopObserver) Delivered(int)                        {}
 func (nopObserver) SlowConsumer()                        {}
+func (nopObserver) Conflated(int)                        {}
 func (nopObserver) Resumed(string, bool)                 {}
 func (nopObserver) Replayed(string, int)                 {}

@@ -21,6 +21,7 @@ const (
 	codeBinaryUnsupported    = "binary_unsupported"
 	codeBadSince             = "bad_since"
 	codeHistoryUnavailable   = "history_unavailable"
+	codeBadSlow              = "bad_slow"
 )
 
 var codeMessages = map[string]string{
@@ -33,6 +34,7 @@ var codeMessages = map[string]string{
 	codeBinaryUnsupported:    "binary frames are not supported; send JSON text frames",
 	codeBadSince:             `since must be {"offset":<non-negative integer>,"epoch":"<epoch>"}`,
 	codeHistoryUnavailable:   "history is unavailable right now; not subscribed, retry shortly or refetch over REST",
+	codeBadSlow:              `slow must be "disconnect" or "conflate"`,
 }
 
 // clientMessage is everything a client may send.
@@ -43,6 +45,9 @@ type clientMessage struct {
 	// Since asks a subscribe to resume after a position; decoded by
 	// parseSinceMessage so that a bad one is its own error.
 	Since json.RawMessage `json:"since"`
+	// Slow sets the connection's slow-consumer policy: "disconnect" or
+	// "conflate".
+	Slow *string `json:"slow"`
 }
 
 // reply is every server frame except welcome and event.
@@ -114,10 +119,12 @@ type welcome struct {
 	Sub       string `json:"sub"`
 	Role      string `json:"role"`
 	ExpiresAt string `json:"expires_at,omitempty"`
+	// Slow is the connection's slow-consumer policy.
+	Slow string `json:"slow"`
 }
 
-func encodeWelcome(instance string, id Identity) []byte {
-	w := welcome{Type: "welcome", Instance: instance, Sub: id.Subject, Role: id.Role}
+func encodeWelcome(instance string, id Identity, slow string) []byte {
+	w := welcome{Type: "welcome", Instance: instance, Sub: id.Subject, Role: id.Role, Slow: slow}
 	if !id.ExpiresAt.IsZero() {
 		w.ExpiresAt = id.ExpiresAt.UTC().Format(time.RFC3339)
 	}

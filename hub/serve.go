@@ -88,6 +88,15 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		invalidParameter("invalid ?since= parameter", "since", "this server keeps no history to resume from").write(w, r)
 		return
 	}
+	slowName := query.Get("slow")
+	if slowName == "" {
+		slowName = SlowDisconnect
+	}
+	policy, ok := parseSlowPolicy(slowName)
+	if !ok || len(query["slow"]) > 1 {
+		invalidParameter("invalid ?slow= parameter", "slow", `must be "disconnect" or "conflate"`).write(w, r)
+		return
+	}
 
 	c := &conn{
 		hub:     h,
@@ -132,7 +141,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.obs.Connected()
 	c.logf(slog.LevelDebug, "hub: connected", slog.String("role", ident.Role))
 
-	c.enqueue(encodeWelcome(h.opts.Instance, ident))
+	c.setPolicy(policy)
+	c.enqueue(encodeWelcome(h.opts.Instance, ident, slowName))
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)

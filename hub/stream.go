@@ -20,6 +20,10 @@ type Position struct {
 type Publication struct {
 	// Data is the event as a JSON object; the hub frames it per channel.
 	Data []byte
+	// Key groups events that supersede each other (bookhub: the book), for
+	// connections that conflate: of several pending events with one key on
+	// one channel, only the newest is sent. "" never conflates.
+	Key string
 	// Positions lists the channels, each with the event's offset there. An
 	// offset of 0 means "not sequenced": the frame carries no offset and
 	// is never treated as a duplicate.
@@ -61,6 +65,7 @@ type subscription struct {
 
 type heldFrame struct {
 	offset uint64
+	key    string
 	frame  []byte
 }
 

@@ -34,6 +34,7 @@ type Metrics struct {
 
 	resumes       *prometheus.CounterVec
 	replayed      prometheus.Counter
+	conflated     prometheus.Counter
 	gapsFilled    prometheus.Counter
 	incomplete    prometheus.Counter
 	relayed       *prometheus.CounterVec
@@ -64,6 +65,7 @@ func New(instance string) *Metrics {
 	m.storeErrors = f.counter("bookhub_store_errors_total", "Database operations that failed for a server-side reason (unreachable, driver error); not found, conflicts and stale versions are not errors.")
 	m.busErrors = f.counterVec("bookhub_bus_errors_total", "Event bus failures by operation.", []string{"op"})
 	m.resumes = f.counterVec("bookhub_ws_resumes_total", "Subscribes with since, by outcome (recovered true or false).", []string{"recovered"})
+	m.conflated = f.counter("bookhub_ws_conflated_frames_total", "Pending frames dropped for a newer event of the same book, on connections with the conflate policy.")
 	m.replayed = f.counter("bookhub_ws_replayed_events_total", "History events replayed to resuming subscribers.")
 	m.gapsFilled = f.counter("bookhub_feed_gap_filled_events_total", "Events read from history because the bus had not delivered them in order.")
 	m.incomplete = f.counter("bookhub_feed_incomplete_total", "Gaps the history could not fill; subscribers were sent an incomplete frame.")
@@ -143,6 +145,9 @@ func (m *Metrics) StoreError() { m.storeErrors.Inc() }
 func (m *Metrics) Resumed(_ string, recovered bool) {
 	m.resumes.WithLabelValues(strconv.FormatBool(recovered)).Inc()
 }
+
+// Conflated implements hub.Observer.
+func (m *Metrics) Conflated(n int) { m.conflated.Add(float64(n)) }
 
 // Replayed implements hub.Observer.
 func (m *Metrics) Replayed(_ string, n int) { m.replayed.Add(float64(n)) }

@@ -88,6 +88,10 @@ const (
 	DefaultPruneInterval  = 30 * time.Second
 	DefaultQueueSize      = 4096
 	sweepBatch            = 500
+	// markDelay and markBatch bound how long and how many published rows
+	// wait to be marked together.
+	markDelay = 100 * time.Millisecond
+	markBatch = 500
 	// statsInterval is how often the outbox's size and lag are sampled.
 	statsInterval = 5 * time.Second
 )
@@ -157,10 +161,26 @@ func (r *Relay) Run(ctx context.Context) {
 	defer stats.Stop()
 	batch := make([]store.Change, 0, 64)
 	var pausedUntil time.Time
+	// Published rows are marked in batches: a mark is a database commit,
+	// and one per write would double the commits the outbox costs. A row
+	// marked late is harmless (the sweep waits SweepGrace before it looks).
+	var unmarked []int64
+	markTimer := time.NewTimer(time.Hour)
+	markTimer.Stop()
+	defer markTimer.Stop()
+	flush := func() {
+		if len(unmarked) > 0 {
+			r.mark(ctx, unmarked)
+			unmarked = unmarked[:0]
+		}
+	}
+	defer flush()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-markTimer.C:
+			flush()
 		case c := <-r.queue:
 			batch = append(batch[:0], c)
 		drain:
@@ -178,7 +198,12 @@ func (r *Relay) Run(ctx context.Context) {
 			published, err := r.publish(ctx, batch)
 			if len(published) > 0 {
 				r.obs.Relayed("handoff", len(published))
-				r.mark(ctx, published)
+				if len(unmarked) == 0 {
+					markTimer.Reset(markDelay)
+				}
+				if unmarked = append(unmarked, published...); len(unmarked) >= markBatch {
+					flush()
+				}
 			}
 			if err != nil {
 				pausedUntil = time.Now().Add(r.opts.SweepInterval)
@@ -193,23 +218,12 @@ func (r *Relay) Run(ctx context.Context) {
 	}
 }
 
-// publish publishes changes in order and returns the Seq of each one
-// published, stopping at the first failure.
+// publish publishes changes in order and returns the Seq of each one done
+// with, stopping at the first failure worth retrying.
 func (r *Relay) publish(ctx context.Context, changes []store.Change) ([]int64, error) {
 	seqs := make([]int64, 0, len(changes))
 	for _, c := range changes {
-		ev, err := r.opts.Render(c)
-		if err != nil {
-			// Not retryable by waiting: log loudly, leave the row to the
-			// sweep so an operator can see it stuck in the outbox lag.
-			r.log.Error("relay: render change", "seq", c.Seq, "offset", c.Offset, "err", err)
-			r.obs.RelayFailed()
-			return seqs, err
-		}
-		pctx, cancel := context.WithTimeout(ctx, r.opts.PublishTimeout)
-		err = r.opts.Bus.Publish(pctx, ev)
-		cancel()
-		if err != nil {
+		if err := r.publishOne(ctx, c); err != nil {
 			r.obs.RelayFailed()
 			if ctx.Err() == nil {
 				r.log.Warn("relay: publish failed; the change stays in the outbox for the sweep",
@@ -220,6 +234,29 @@ func (r *Relay) publish(ctx context.Context, changes []store.Change) ([]int64, e
 		seqs = append(seqs, c.Seq)
 	}
 	return seqs, nil
+}
+
+// publishOne publishes c and returns only errors worth retrying. A change
+// that can never be published (it does not render, or the bus refuses it as
+// it is: events.ErrUndeliverable) is logged and counted, and done with:
+// retrying it forever would stall every row behind it in the sweep, and
+// subscribers still get it, since the feeds read it from the history.
+func (r *Relay) publishOne(ctx context.Context, c store.Change) error {
+	ev, err := r.opts.Render(c)
+	if err == nil {
+		pctx, cancel := context.WithTimeout(ctx, r.opts.PublishTimeout)
+		err = r.opts.Bus.Publish(pctx, ev)
+		cancel()
+		if err != nil && !errors.Is(err, events.ErrUndeliverable) {
+			return err
+		}
+	}
+	if err != nil {
+		r.obs.RelayFailed()
+		r.log.Error("relay: change cannot be published; subscribers get it from the history",
+			"seq", c.Seq, "offset", c.Offset, "event_id", c.EventID, "err", err)
+	}
+	return nil
 }
 
 func (r *Relay) mark(ctx context.Context, seqs []int64) {

@@ -156,17 +156,9 @@ func (s *Store) appendChange(tx *gorm.DB, typ events.Type, b Book, bookOffset ui
 	if s.beforeAppend != nil {
 		s.beforeAppend(b)
 	}
-	q := tx
-	if s.driver == DriverMySQL {
-		q = q.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate})
-	}
-	var st streamRow
-	if err := q.Where("name = ?", streamBooks).Take(&st).Error; err != nil {
-		return Change{}, fmt.Errorf("lock stream %q: %w", streamBooks, translate(err))
-	}
-	next := st.LastOffset + 1
-	if err := tx.Model(&streamRow{}).Where("name = ?", streamBooks).Update("last_offset", next).Error; err != nil {
-		return Change{}, fmt.Errorf("advance stream %q: %w", streamBooks, translate(err))
+	next, err := s.nextOffset(tx)
+	if err != nil {
+		return Change{}, err
 	}
 	payload, err := json.Marshal(snapshot{ID: b.ID, Title: b.Title, Author: b.Author, ISBN: b.ISBN,
 		PriceCents: b.PriceCents, Stock: b.Stock, Version: b.Version, CreatedAt: b.CreatedAt, UpdatedAt: b.UpdatedAt})
@@ -181,7 +173,39 @@ func (s *Store) appendChange(tx *gorm.DB, typ events.Type, b Book, bookOffset ui
 	if err := tx.Create(&row).Error; err != nil {
 		return Change{}, fmt.Errorf("insert outbox row: %w", translate(err))
 	}
-	return row.change(st.Epoch)
+	return row.change(s.epoch)
+}
+
+// nextOffset takes the next offset of "books" in tx, locking the stream's
+// row until tx ends.
+//
+// On MySQL one statement both locks and increments, and hands the new value
+// back through LAST_INSERT_ID(expr) in the OK packet: a round trip saved
+// inside the one section every write of the deployment queues for (the
+// lock is held until COMMIT). SQLite runs in-process and its transactions
+// here already exclude other writers, so a plain read and update serve.
+func (s *Store) nextOffset(tx *gorm.DB) (uint64, error) {
+	if s.driver == DriverMySQL {
+		res, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context,
+			"UPDATE streams SET last_offset = LAST_INSERT_ID(last_offset + 1) WHERE name = ?", streamBooks)
+		if err != nil {
+			return 0, fmt.Errorf("advance stream %q: %w", streamBooks, translate(err))
+		}
+		next, err := res.LastInsertId()
+		if err != nil || next <= 0 {
+			return 0, fmt.Errorf("advance stream %q: no offset returned (%v)", streamBooks, err)
+		}
+		return uint64(next), nil
+	}
+	var st streamRow
+	if err := tx.Where("name = ?", streamBooks).Take(&st).Error; err != nil {
+		return 0, fmt.Errorf("read stream %q: %w", streamBooks, translate(err))
+	}
+	next := st.LastOffset + 1
+	if err := tx.Model(&streamRow{}).Where("name = ?", streamBooks).Update("last_offset", next).Error; err != nil {
+		return 0, fmt.Errorf("advance stream %q: %w", streamBooks, translate(err))
+	}
+	return next, nil
 }
 
 // committed hands a committed change to Options.OnCommit.

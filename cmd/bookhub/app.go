@@ -24,9 +24,9 @@ import (
 	"github.com/bookhub/bookhub/web"
 )
 
-// hubShutdownTimeout bounds how long clients get to see the 1001 close:
-// they should reconnect to another instance within seconds of a deploy.
-const hubShutdownTimeout = 5 * time.Second
+// closeHandshakeAllowance is what the last socket closed by a stop gets for
+// its close handshake after the spread window.
+const closeHandshakeAllowance = 5 * time.Second
 
 // App is one wired bookhub instance. NewApp builds it, Listen binds its
 // ports, Run serves until the context ends, Close releases what NewApp opened.
@@ -96,6 +96,8 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 		rb, err := redisbus.New(openCtx, redisbus.Options{
 			URL: string(cfg.RedisURL), Prefix: cfg.RedisPrefix, Sharded: cfg.RedisSharded, Cluster: cfg.RedisCluster,
 			Logger: logger, OnError: a.metrics.BusError,
+			// What the bus dropped while down is in the history: read it.
+			OnRestore: func() { a.feed.Resync() },
 			// Bus messages are signed with a key of their own, derived from
 			// the secret every instance shares (never the JWT key itself).
 			SigningKey: redisbus.DeriveSigningKey(secret),
@@ -109,6 +111,7 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 	if a.relay, err = relay.New(relay.Options{
 		Store: a.store, Bus: countingPublisher{a.bus, a.metrics}, Render: renderChange,
 		Logger: logger, Observer: relayMetrics{a.metrics},
+		HistorySize: uint64(cfg.HistorySize), HistoryMaxAge: cfg.HistoryMaxAge,
 	}); err != nil {
 		return nil, fmt.Errorf("outbox relay: %w", err)
 	}
@@ -118,6 +121,8 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 		Authenticate:   a.authenticateSocket,
 		ValidChannel:   events.ValidChannel,
 		History:        hubHistory{a.store},
+		MaxReplay:      cfg.HistorySize,
+		ShutdownSpread: closeSpread(cfg.WSCloseSpread),
 		Instance:       cfg.Instance,
 		Logger:         logger,
 		OriginPatterns: cfg.AllowedOrigins,
@@ -216,8 +221,8 @@ func (a *App) MetricsAddr() string {
 }
 
 // Run relays bus events to the hub and serves HTTP until ctx is done, then
-// shuts down gracefully: stop accepting, close every socket with 1001 within
-// hubShutdownTimeout, finish in-flight requests. Requests still running when
+// shuts down gracefully: stop accepting, close the sockets with 1001 spread
+// over the ws-close-spread window, finish in-flight requests. Requests still running when
 // the shutdown timeout ends (a stalled upload, a hung handler) are cut off
 // with a warning; that is a completed stop, so Run still returns nil.
 func (a *App) Run(ctx context.Context) error {
@@ -260,7 +265,7 @@ func (a *App) Run(ctx context.Context) error {
 		// http.Server.Shutdown does not touch hijacked connections: the hub
 		// closes its sockets itself, in parallel.
 		defer wg.Done()
-		hubCtx, cancel := context.WithTimeout(shutdownCtx, hubShutdownTimeout)
+		hubCtx, cancel := context.WithTimeout(shutdownCtx, a.cfg.WSCloseSpread+closeHandshakeAllowance)
 		defer cancel()
 		if err := a.hub.Shutdown(hubCtx); err != nil {
 			a.log.Warn("websocket shutdown incomplete", "err", err)
@@ -344,4 +349,13 @@ func busKind(cfg config.Config) string {
 		return "memory"
 	}
 	return "redis"
+}
+
+// closeSpread maps the setting (0 = at once) to hub.Options.ShutdownSpread
+// (0 = its default, negative = at once).
+func closeSpread(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

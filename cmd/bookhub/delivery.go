@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/bookhub/bookhub/events"
@@ -62,7 +63,8 @@ func publication(ev events.Event) (hub.Publication, error) {
 	if err != nil {
 		return hub.Publication{}, fmt.Errorf("encode event %s: %w", ev.ID, err)
 	}
-	p := hub.Publication{Data: data, Positions: make([]hub.Position, len(ev.Positions))}
+	// One key per book: a conflating client keeps only a book's newest change.
+	p := hub.Publication{Data: data, Key: strconv.FormatInt(ev.BookID, 10), Positions: make([]hub.Position, len(ev.Positions))}
 	for i, pos := range ev.Positions {
 		p.Positions[i] = hub.Position{Channel: pos.Channel, Offset: pos.Offset, Epoch: pos.Epoch}
 	}

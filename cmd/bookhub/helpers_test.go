@@ -37,6 +37,7 @@ func startApp(t *testing.T, instance string, env map[string]string) *App {
 		t.Fatal(err)
 	}
 	cfg.ShutdownTimeout = 10 * time.Second
+	cfg.WSCloseSpread = 0 // close test sockets at once; the hub tests the spread
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -21,8 +21,10 @@ func TestSubscriptionRecoversAfterRedisRestart(t *testing.T) {
 	ctx := testCtx(t, 60*time.Second)
 	srv := testenv.StartRedis(t)
 	logs := &testenv.LogBuffer{}
+	restored := make(chan struct{}, 8)
 	pub := newBus(t, redisbus.Options{URL: srv.URL(), DialTimeout: time.Second})
-	sub := newBus(t, redisbus.Options{URL: srv.URL(), DialTimeout: time.Second, Logger: logs.Logger()})
+	sub := newBus(t, redisbus.Options{URL: srv.URL(), DialTimeout: time.Second, Logger: logs.Logger(),
+		OnRestore: func() { restored <- struct{}{} }})
 	r := subscribed(ctx, t, pub, sub)
 
 	srv.Stop()
@@ -81,6 +83,14 @@ func TestSubscriptionRecoversAfterRedisRestart(t *testing.T) {
 		t.Errorf("Ping after recovery = %v", err)
 	}
 	wantRecoveredOnce(t, logs)
+	select {
+	case <-restored: // the receiver is told, so it can read what it missed
+	default:
+		t.Error("OnRestore was not called after the subscription came back")
+	}
+	if len(restored) != 0 {
+		t.Errorf("OnRestore called %d more times, want once per loss", len(restored))
+	}
 }
 
 // A frozen Redis (SIGSTOP) accepts connections and reads nothing: the

@@ -169,6 +169,10 @@ type Options struct {
 	// (once per loss, not per reconnect attempt) and OpRejected for each
 	// message refused (per subscription that refused it). It must not block.
 	OnError func(op string)
+	// OnRestore, when set, is called each time a lost subscription is back
+	// (subscribed again), so the receiver can read what it missed from a
+	// durable history. It must not block.
+	OnRestore func()
 	// Logger receives connection-loss and refused-message reports.
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -206,6 +210,7 @@ type Bus struct {
 	sharded     bool
 	log         *slog.Logger
 	onError     func(op string)
+	onRestore   func()
 	healthEvery time.Duration
 	pingTimeout time.Duration
 	codec       *codec
@@ -250,6 +255,9 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 	if opts.MaxMessageBytes == 0 {
 		opts.MaxMessageBytes = DefaultMaxMessageBytes
 	}
+	if opts.OnRestore == nil {
+		opts.OnRestore = func() {}
+	}
 	if opts.OnError == nil {
 		opts.OnError = func(string) {}
 	}
@@ -266,6 +274,7 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 		channel:     channel,
 		sharded:     opts.Sharded || opts.Cluster,
 		onError:     opts.OnError,
+		onRestore:   opts.OnRestore,
 		log:         opts.Logger.With("component", "redisbus", "redis", client.addr, "cluster", opts.Cluster),
 		healthEvery: opts.HealthCheckInterval,
 		pingTimeout: opts.PingTimeout,
@@ -295,11 +304,11 @@ func (b *Bus) Channel() string { return b.channel }
 // then lost, though Redis may still deliver a message it had received.
 func (b *Bus) Publish(ctx context.Context, ev events.Event) error {
 	if err := validate(ev); err != nil {
-		return fmt.Errorf("redisbus: publish: %w", err)
+		return fmt.Errorf("redisbus: publish: %w: %w", events.ErrUndeliverable, err)
 	}
 	body, err := json.Marshal(ev)
 	if err != nil {
-		return fmt.Errorf("redisbus: publish event %s: encode: %w", ev.ID, err)
+		return fmt.Errorf("redisbus: publish event %s: encode: %w: %w", ev.ID, events.ErrUndeliverable, err)
 	}
 	msg := b.codec.seal(body)
 	if len(msg) > b.maxBytes {

@@ -334,7 +334,8 @@ func (s *subscription) markRestored(report bool) {
 	}
 	s.lost = false
 	s.bus.lost.Add(-1)
-	if report {
+	if report { // report is false only when the subscription is ending
+		s.bus.onRestore()
 		s.bus.log.Info("redis subscription restored", "channel", s.bus.channel,
 			"down_for", time.Since(s.lostAt).Round(time.Millisecond))
 	}

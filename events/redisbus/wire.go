@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash"
 	"log/slog"
 	"strings"
@@ -36,7 +37,8 @@ const MinSigningKeyBytes = sha256.Size
 
 // ErrTooLarge is returned by Publish for an event whose message would
 // exceed Options.MaxMessageBytes; receivers would refuse it.
-var ErrTooLarge = errors.New("redisbus: event too large")
+// It wraps events.ErrUndeliverable: publishing it again cannot succeed.
+var ErrTooLarge = fmt.Errorf("redisbus: event too large: %w", events.ErrUndeliverable)
 
 // DeriveSigningKey returns the bus key of a deployment from its secret:
 // HKDF-SHA256 (RFC 5869) with no salt and info "bookhub bus v1", 32 bytes.
