@@ -9,3 +9,12 @@ func EncodeEventFrame(channel string, event []byte) ([]byte, error) {
 	pos := Position{Channel: channel}
 	return appendEventFrame(make([]byte, 0, eventFrameLen(pos, body)), channel, pos, body), nil
 }
+
+// EncodeSequencedFrame is EncodeEventFrame with an offset and epoch.
+func EncodeSequencedFrame(pos Position, event []byte) ([]byte, error) {
+	body, err := eventBody(event)
+	if err != nil {
+		return nil, err
+	}
+	return appendEventFrame(make([]byte, 0, eventFrameLen(pos, body)), pos.Channel, pos, body), nil
+}

@@ -107,7 +107,9 @@ type Options struct {
 	// Default 10s.
 	WriteTimeout time.Duration
 	// PingInterval is how often the writer pings an otherwise idle or busy
-	// socket to detect dead peers. Default 30s.
+	// socket to detect dead peers. Default 30s. Pings pause while the
+	// connection replays history (its reader cannot read the pong then);
+	// the replay's own writes detect a dead peer meanwhile.
 	PingInterval time.Duration
 	// ReadLimit caps one client message; a bigger one closes the socket with
 	// 1009. Default 4096 bytes: clients only send small control messages.
@@ -122,6 +124,10 @@ type Options struct {
 	// MaxReplay caps the events one resume replays; a client further
 	// behind gets recovered: false and refetches. Default 10000.
 	MaxReplay int
+	// HistoryTimeout bounds each read of History. Default 5s. A replay as a
+	// whole has no deadline: it proceeds at the client's pace, each frame
+	// bounded by WriteTimeout.
+	HistoryTimeout time.Duration
 }
 
 // Defaults applied by New to zero Options fields.
@@ -133,6 +139,7 @@ const (
 	DefaultReadLimit         = 4096
 	DefaultMaxSubscriptions  = 64
 	DefaultMaxReplay         = 10000
+	DefaultHistoryTimeout    = 5 * time.Second
 )
 
 // Stats is a point-in-time snapshot of the hub's size.
@@ -177,7 +184,7 @@ func New(opts Options) (*Hub, error) {
 		return nil, errors.New("hub: Options.ValidChannel is required")
 	}
 	if opts.SendQueueMessages < 0 || opts.SendQueueBytes < 0 || opts.WriteTimeout < 0 ||
-		opts.PingInterval < 0 || opts.ReadLimit < 0 || opts.MaxSubscriptions < 0 || opts.MaxReplay < 0 {
+		opts.PingInterval < 0 || opts.ReadLimit < 0 || opts.MaxSubscriptions < 0 || opts.MaxReplay < 0 || opts.HistoryTimeout < 0 {
 		return nil, fmt.Errorf("hub: negative option in %+v", limitsOf(opts))
 	}
 	setDefault(&opts.SendQueueMessages, DefaultSendQueueMessages)
@@ -187,6 +194,7 @@ func New(opts Options) (*Hub, error) {
 	setDefault(&opts.ReadLimit, DefaultReadLimit)
 	setDefault(&opts.MaxSubscriptions, DefaultMaxSubscriptions)
 	setDefault(&opts.MaxReplay, DefaultMaxReplay)
+	setDefault(&opts.HistoryTimeout, DefaultHistoryTimeout)
 	h := &Hub{
 		opts:     opts,
 		log:      opts.Logger,
@@ -216,6 +224,7 @@ func limitsOf(o Options) map[string]any {
 		"SendQueueMessages": o.SendQueueMessages, "SendQueueBytes": o.SendQueueBytes,
 		"WriteTimeout": o.WriteTimeout, "PingInterval": o.PingInterval,
 		"ReadLimit": o.ReadLimit, "MaxSubscriptions": o.MaxSubscriptions, "MaxReplay": o.MaxReplay,
+		"HistoryTimeout": o.HistoryTimeout,
 	}
 }
 
@@ -254,7 +263,7 @@ func (h *Hub) Publish(p Publication) {
 		subs := h.channels[ch]
 		n = len(subs)
 		for c, sub := range subs {
-			c.enqueueEvent(sub, pos.Offset, frame)
+			c.enqueueEvent(sub, pos, frame)
 		}
 		h.mu.RUnlock()
 		h.obs.Published(ch, n, time.Since(start))

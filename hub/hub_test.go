@@ -28,6 +28,7 @@ func TestNew(t *testing.T) {
 		{"ErrMissingValidChannel", func(o *hub.Options) { o.ValidChannel = nil }, "ValidChannel"},
 		{"ErrNegativeQueue", func(o *hub.Options) { o.SendQueueMessages = -1 }, "negative"},
 		{"ErrNegativeTimeout", func(o *hub.Options) { o.WriteTimeout = -time.Second }, "negative"},
+		{"ErrNegativeHistoryTimeout", func(o *hub.Options) { o.HistoryTimeout = -time.Second }, "negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
