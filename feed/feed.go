@@ -16,6 +16,13 @@
 // also reads the history after every bus reconnect (Resync) and every
 // CheckInterval.
 //
+// Offsets are comparable only within an epoch. When the history's epoch
+// changes (it was reset), the feed calls Incomplete, drops what it held for
+// the old epoch and continues in the new one. Epochs are random, so an
+// event of another epoch on the bus restarts the stream only once the
+// history confirms that epoch is current; a late duplicate from the old
+// epoch is dropped.
+//
 // Because "books" carries every change in commit order, a book's own channel
 // is a subsequence of it: ordering "books" orders every channel.
 package feed
@@ -166,10 +173,15 @@ func (f *Feed) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case ev := <-f.inbox:
-			if f.accept(ev) {
+			if f.accept(ctx, ev) {
 				fill.Reset(f.opts.FillDelay)
 			}
 		case <-fill.C:
+			if len(f.held) == 0 {
+				// The gap closed on the bus before the timer fired (the
+				// usual reordering): nothing to read.
+				continue
+			}
 			if f.fill(ctx) {
 				fill.Reset(f.retryDelay())
 			}
@@ -206,19 +218,24 @@ func (f *Feed) start(ctx context.Context) error {
 func (f *Feed) retryDelay() time.Duration { return max(f.opts.FillDelay, 250*time.Millisecond) }
 
 // accept takes one event from the bus and reports whether a gap opened.
-func (f *Feed) accept(ev events.Event) (gapOpened bool) {
+func (f *Feed) accept(ctx context.Context, ev events.Event) (gapOpened bool) {
 	pos, ok := ev.Position(events.ChannelBooks)
-	if !ok {
-		f.log.Warn("feed: event without a books position", "event_id", ev.ID)
+	if !ok || pos.Offset == 0 {
+		// Offset 0 is the position before the first event, never an
+		// event's; taken as one it would wrap f.last around.
+		f.log.Warn("feed: event without a books offset", "event_id", ev.ID)
 		return false
 	}
 	if pos.Epoch != f.epoch {
+		if !f.epochIsCurrent(ctx, pos.Epoch) {
+			// A late duplicate from before the history was reset: switching
+			// back to its epoch would restart the stream twice.
+			f.log.Warn("feed: event of a stale epoch dropped", "event_id", ev.ID, "epoch", pos.Epoch)
+			return false
+		}
 		// The history was reset: earlier offsets mean nothing any more.
 		f.log.Warn("feed: books epoch changed; the stream restarts", "old", f.epoch, "new", pos.Epoch)
-		f.incomplete()
-		f.epoch, f.last = pos.Epoch, pos.Offset-1
-		clear(f.held)
-		f.gapSince = time.Time{}
+		f.restart(pos.Epoch, pos.Offset-1)
 	}
 	switch {
 	case pos.Offset <= f.last:
@@ -241,6 +258,29 @@ func (f *Feed) accept(ev events.Event) (gapOpened bool) {
 		return true
 	}
 	return false
+}
+
+// epochIsCurrent asks the history whether epoch is the channel's, since
+// epochs are random and cannot be ordered. When the history cannot answer,
+// the bus is believed: it only carries events that were committed.
+func (f *Feed) epochIsCurrent(ctx context.Context, epoch string) bool {
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, cur, err := f.opts.History.Since(qctx, ^uint64(0), 1)
+	if err != nil {
+		f.log.Warn("feed: cannot confirm a new epoch", "epoch", epoch, "err", err)
+		return true
+	}
+	return cur.Epoch == epoch
+}
+
+// restart tells subscribers that the stream is incomplete, then continues
+// in epoch after offset last; events held for the old epoch are dropped.
+func (f *Feed) restart(epoch string, last uint64) {
+	f.incomplete()
+	f.epoch, f.last = epoch, last
+	clear(f.held)
+	f.gapSince = time.Time{}
 }
 
 func (f *Feed) deliver(ev events.Event) {
@@ -283,7 +323,11 @@ func (f *Feed) fill(ctx context.Context) (stillOpen bool) {
 			return true
 		}
 		if cur.Epoch != f.epoch {
-			// Let the next live event reset the stream; nothing to fill.
+			// The history was reset. Waiting for the next live event to
+			// notice would leave subscribers stale, and a held gap open,
+			// for as long as no one writes: restart from its position now.
+			f.log.Warn("feed: books epoch changed in history; the stream restarts", "old", f.epoch, "new", cur.Epoch)
+			f.restart(cur.Epoch, cur.Offset)
 			return false
 		}
 		filled := 0

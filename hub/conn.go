@@ -49,8 +49,11 @@ type conn struct {
 	// notify wakes the writer; 1-buffered so a wake-up is never lost and
 	// enqueue never blocks.
 	notify chan struct{}
-	// drained tells a replaying reader that the writer made progress.
-	drained chan struct{}
+	// drained tells a replaying reader that the writer made progress, or
+	// that a close was requested; writerDone is closed when the writer has
+	// exited, so a replay never waits on a writer that is gone.
+	drained    chan struct{}
+	writerDone chan struct{}
 
 	mu           sync.Mutex
 	queue        [][]byte // frames not yet taken by the writer
@@ -61,6 +64,13 @@ type conn struct {
 	closeReq     closeRequest // code != 0 once a close was requested
 	reason       string       // first disconnect reason observed
 	readerDone   bool
+	// resuming is set while the reader replays history. It reads no frames
+	// meanwhile, so a pong would go unanswered: the writer does not ping,
+	// and does not judge a ping that was in flight when the replay began
+	// (pingSpoiled).
+	resuming    bool
+	pinging     bool
+	pingSpoiled bool
 }
 
 func (c *conn) wake() {
@@ -82,11 +92,11 @@ func (c *conn) enqueue(frame []byte) bool {
 	return ok
 }
 
-// enqueueEvent queues a live event of sub. An offset at or below the last
-// one queued on sub is a duplicate and dropped; while sub replays history
-// the frame is held instead (and a client whose held frames outgrow its
-// queue is a slow consumer).
-func (c *conn) enqueueEvent(sub *subscription, offset uint64, key string, frame []byte) {
+// enqueueEvent queues a live event of sub at pos. An event at or below the
+// last one queued on sub is a duplicate and dropped; while sub replays
+// history the frame is held instead (and a client whose held frames
+// outgrow its queue is a slow consumer).
+func (c *conn) enqueueEvent(sub *subscription, pos Position, key string, frame []byte) {
 	c.mu.Lock()
 	var ok, slow bool
 	switch {
@@ -97,13 +107,9 @@ func (c *conn) enqueueEvent(sub *subscription, offset uint64, key string, frame 
 			slow = true
 			break
 		}
-		sub.held = append(sub.held, heldFrame{offset: offset, key: key, frame: frame})
-	case offset != 0 && offset <= sub.last:
-	default:
-		if offset != 0 {
-			sub.last = offset
-		}
-		ok, slow = c.pushEventLocked(frame, frameMeta{sub: sub, key: key, offset: offset, orig: frame})
+		sub.held = append(sub.held, heldFrame{offset: pos.Offset, epoch: pos.Epoch, key: key, frame: frame})
+	case sub.admit(pos.Offset, pos.Epoch):
+		ok, slow = c.pushEventLocked(frame, frameMeta{sub: sub, key: key, offset: pos.Offset, orig: frame})
 	}
 	c.mu.Unlock()
 	c.afterPush(ok, slow)
@@ -146,38 +152,53 @@ func (c *conn) pushEventLocked(frame []byte, m frameMeta) (ok, slow bool) {
 }
 
 // enqueueReplay queues a frame read from history for sub.
-func (c *conn) enqueueReplay(sub *subscription, offset uint64, frame []byte) {
+func (c *conn) enqueueReplay(sub *subscription, e Entry, frame []byte) {
 	c.mu.Lock()
 	ok, slow := false, false
-	if offset > sub.last {
-		sub.last = offset
+	if sub.admit(e.Offset, e.Epoch) {
 		ok, slow = c.pushLocked(frame)
 	}
 	c.mu.Unlock()
 	c.afterPush(ok, slow)
 }
 
-// startAt ends sub's replay at offset last: held live frames beyond it are
-// queued in order, the rest dropped as duplicates.
-func (c *conn) startAt(sub *subscription, last uint64) {
+// endReplay ends sub's replay at pos: held live frames beyond it are
+// queued in order, the rest dropped as duplicates, then sub is live. The
+// held frames go out in chunks paced like the replay (see replayPace): a
+// burst held during a long replay, on top of a queue the replay keeps half
+// full, must not look like a slow consumer. Live events keep being held
+// until the last chunk, so order is kept.
+func (c *conn) endReplay(sub *subscription, pos Position, chunk, room int) error {
 	c.mu.Lock()
-	sub.last = max(sub.last, last)
-	held := sub.held
-	sub.held, sub.replaying = nil, false
-	ok, slow := false, false
-	for _, f := range held {
-		if f.offset != 0 && f.offset <= sub.last {
-			continue
+	sub.admit(pos.Offset, pos.Epoch)
+	c.mu.Unlock()
+	for {
+		c.mu.Lock()
+		n := min(chunk, len(sub.held))
+		ok, slow := false, false
+		for _, f := range sub.held[:n] {
+			if !sub.admit(f.offset, f.epoch) {
+				continue
+			}
+			if ok, slow = c.pushEventLocked(f.frame, frameMeta{sub: sub, key: f.key, offset: f.offset, orig: f.frame}); !ok {
+				break
+			}
 		}
-		if f.offset != 0 {
-			sub.last = f.offset
+		clear(sub.held[:n])
+		sub.held = sub.held[n:]
+		done := len(sub.held) == 0
+		if done {
+			sub.held, sub.replaying = nil, false
 		}
-		if ok, slow = c.pushEventLocked(f.frame, frameMeta{sub: sub, key: f.key, offset: f.offset, orig: f.frame}); !ok {
-			break
+		c.mu.Unlock()
+		c.afterPush(ok, slow)
+		if done {
+			return nil
+		}
+		if !c.waitDrained(room) {
+			return errConnClosed
 		}
 	}
-	c.mu.Unlock()
-	c.afterPush(ok || len(held) == 0, slow)
 }
 
 // pushLocked appends frame to the queue, or closes a client whose queue is
@@ -213,8 +234,11 @@ func (c *conn) afterPush(ok, slow bool) {
 
 // waitDrained blocks the reader until at most n frames are pending, so a
 // long replay proceeds at the client's pace instead of overflowing its
-// queue. It returns false if the connection closed or ctx ended.
-func (c *conn) waitDrained(ctx context.Context, n int) bool {
+// queue. It does not time out: a live client may read as slowly as it
+// likes, and a stalled one is ended by WriteTimeout, which stops the
+// writer. It returns false once a close was requested or the writer is
+// gone.
+func (c *conn) waitDrained(n int) bool {
 	for {
 		c.mu.Lock()
 		pending, closed := c.pendingN, c.closeReq.code != 0 || c.readerDone
@@ -227,16 +251,55 @@ func (c *conn) waitDrained(ctx context.Context, n int) bool {
 		}
 		select {
 		case <-c.drained:
-		case <-ctx.Done():
+		case <-c.writerDone:
 			return false
 		}
 	}
 }
 
+// beginResume and endResume bracket a replay on the reader goroutine.
+func (c *conn) beginResume() {
+	c.mu.Lock()
+	c.resuming = true
+	c.pingSpoiled = c.pinging
+	c.mu.Unlock()
+}
+
+func (c *conn) endResume() {
+	c.mu.Lock()
+	c.resuming = false
+	c.mu.Unlock()
+}
+
+// beginPing reports whether the writer may ping now: not while the reader,
+// which would read the pong, is busy with a replay.
+func (c *conn) beginPing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.resuming {
+		return false
+	}
+	c.pinging, c.pingSpoiled = true, false
+	return true
+}
+
+// endPing reports whether the ping's outcome counts: not if a replay began
+// while it was in flight.
+func (c *conn) endPing() (counts bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pinging = false
+	return !c.pingSpoiled
+}
+
 // enqueueIncomplete tells sub's client that events after the last one it
-// was sent may be missing.
+// was sent may be missing. The position is the subscription's own; epoch
+// names it while the subscription has been sent no sequenced event.
 func (c *conn) enqueueIncomplete(sub *subscription, epoch string) {
 	c.mu.Lock()
+	if sub.epoch != "" {
+		epoch = sub.epoch
+	}
 	frame := encodeIncomplete(Position{Channel: sub.channel, Offset: sub.last, Epoch: epoch})
 	ok, slow := c.pushLocked(frame)
 	c.mu.Unlock()
@@ -261,6 +324,10 @@ func (c *conn) closeLocked(req closeRequest) {
 	c.pendingN, c.pendingBytes = 0, 0
 	if c.reason == "" {
 		c.reason = req.metric
+	}
+	select { // a replaying reader stops at once
+	case c.drained <- struct{}{}:
+	default:
 	}
 }
 
@@ -339,7 +406,10 @@ func (c *conn) writeLoop() {
 		case <-expire:
 			c.requestClose(closeTokenExpired)
 		case <-ping.C:
-			if err := c.ping(); err != nil {
+			if !c.beginPing() {
+				continue // a replay: its frame writes are bounded by WriteTimeout instead
+			}
+			if err := c.ping(); c.endPing() && err != nil {
 				c.setReason(ReasonPingTimeout)
 				c.logf(slog.LevelInfo, "hub: ping not answered", slog.Any("err", err))
 				_ = c.ws.CloseNow()
@@ -557,6 +627,10 @@ func (c *conn) subscribeTo(ch string, from *since, id json.RawMessage) {
 		return
 	}
 	res, err := h.resume(c, sub, *from, id)
+	if errors.Is(err, errConnClosed) {
+		h.unsubscribe(c, ch)
+		return
+	}
 	if err != nil {
 		h.unsubscribe(c, ch)
 		c.logf(slog.LevelWarn, "hub: resume failed", slog.String("channel", ch), slog.Any("err", err))

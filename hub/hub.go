@@ -125,7 +125,9 @@ type Options struct {
 	// Default 10s.
 	WriteTimeout time.Duration
 	// PingInterval is how often the writer pings an otherwise idle or busy
-	// socket to detect dead peers. Default 30s.
+	// socket to detect dead peers. Default 30s. Pings pause while the
+	// connection replays history (its reader cannot read the pong then);
+	// the replay's own writes detect a dead peer meanwhile.
 	PingInterval time.Duration
 	// ReadLimit caps one client message; a bigger one closes the socket with
 	// 1009. Default 4096 bytes: clients only send small control messages.
@@ -156,6 +158,10 @@ type Options struct {
 	// ShutdownSpread is the window over which Shutdown spreads its closes.
 	// Default 3s; negative closes every socket at once.
 	ShutdownSpread time.Duration
+	// HistoryTimeout bounds each read of History. Default 5s. A replay as a
+	// whole has no deadline: it proceeds at the client's pace, each frame
+	// bounded by WriteTimeout.
+	HistoryTimeout time.Duration
 }
 
 // Defaults applied by New to zero Options fields.
@@ -172,6 +178,7 @@ const (
 	DefaultMaxConnsPerSubject = 100
 	DefaultMaxReplay          = 10000
 	DefaultShutdownSpread     = 3 * time.Second
+	DefaultHistoryTimeout     = 5 * time.Second
 )
 
 // Stats is a point-in-time snapshot of the hub's size.
@@ -223,7 +230,7 @@ func New(opts Options) (*Hub, error) {
 		return nil, errors.New("hub: Options.ValidChannel is required")
 	}
 	if opts.SendQueueMessages < 0 || opts.SendQueueBytes < 0 || opts.WriteTimeout < 0 ||
-		opts.PingInterval < 0 || opts.ReadLimit < 0 || opts.MaxSubscriptions < 0 || opts.MaxReplay < 0 {
+		opts.PingInterval < 0 || opts.ReadLimit < 0 || opts.MaxSubscriptions < 0 || opts.MaxReplay < 0 || opts.HistoryTimeout < 0 {
 		return nil, fmt.Errorf("hub: negative option in %+v", limitsOf(opts))
 	}
 	setDefault(&opts.SendQueueMessages, DefaultSendQueueMessages)
@@ -234,6 +241,7 @@ func New(opts Options) (*Hub, error) {
 	setDefault(&opts.MaxSubscriptions, DefaultMaxSubscriptions)
 	setDefault(&opts.MaxConnsPerSubject, DefaultMaxConnsPerSubject)
 	setDefault(&opts.MaxReplay, DefaultMaxReplay)
+	setDefault(&opts.HistoryTimeout, DefaultHistoryTimeout)
 	setDefault(&opts.ShutdownSpread, DefaultShutdownSpread)
 	for _, p := range opts.OriginPatterns {
 		// Checked once here, so a typo stops the start instead of turning
@@ -275,6 +283,7 @@ func limitsOf(o Options) map[string]any {
 		"WriteTimeout": o.WriteTimeout, "PingInterval": o.PingInterval,
 		"ReadLimit": o.ReadLimit, "MaxSubscriptions": o.MaxSubscriptions,
 		"MaxConnsPerSubject": o.MaxConnsPerSubject, "MaxReplay": o.MaxReplay,
+		"HistoryTimeout": o.HistoryTimeout,
 	}
 }
 
@@ -313,7 +322,7 @@ func (h *Hub) Publish(p Publication) {
 		subs := h.channels[ch]
 		n = len(subs)
 		for c, sub := range subs {
-			c.enqueueEvent(sub, pos.Offset, p.Key, frame)
+			c.enqueueEvent(sub, pos, p.Key, frame)
 		}
 		h.mu.RUnlock()
 		h.obs.Published(ch, n, time.Since(start))

@@ -29,6 +29,7 @@ func TestNew(t *testing.T) {
 		{"ErrNegativeTimeout", func(o *hub.Options) { o.WriteTimeout = -time.Second }, "negative"},
 		{"OKNegativeMaxConnsPerSubjectIsNoCap", func(o *hub.Options) { o.MaxConnsPerSubject = -1 }, ""},
 		{"ErrBadOriginPattern", func(o *hub.Options) { o.OriginPatterns = []string{"ok.example", "[bad"} }, "[bad"},
+		{"ErrNegativeHistoryTimeout", func(o *hub.Options) { o.HistoryTimeout = -time.Second }, "negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -103,6 +103,7 @@ const maxEpochLen = 64
 var (
 	errBadSince   = errors.New("since: offsets must be non-negative integers")
 	errSinceCount = errors.New("since: give one offset per subscribed channel")
+	errBadEpoch   = errors.New("since: epoch is too long")
 )
 
 // incompleteMessage explains an incomplete frame to a person reading it.

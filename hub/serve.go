@@ -99,12 +99,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	c := &conn{
-		hub:     h,
-		id:      h.nextID.Add(1),
-		ident:   ident,
-		remote:  r.RemoteAddr,
-		notify:  make(chan struct{}, 1),
-		drained: make(chan struct{}, 1),
+		hub:        h,
+		id:         h.nextID.Add(1),
+		ident:      ident,
+		remote:     r.RemoteAddr,
+		notify:     make(chan struct{}, 1),
+		drained:    make(chan struct{}, 1),
+		writerDone: make(chan struct{}),
 	}
 	switch h.register(c) {
 	case refusedShutdown:
@@ -143,9 +144,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	c.setPolicy(policy)
 	c.enqueue(encodeWelcome(h.opts.Instance, ident, slowName))
-	writerDone := make(chan struct{})
 	go func() {
-		defer close(writerDone)
+		defer close(c.writerDone)
 		c.writeLoop()
 	}()
 	// After the writer starts: a resume waits for the client to drain long
@@ -160,7 +160,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.queue = nil
 	c.mu.Unlock()
 	c.wake()
-	<-writerDone
+	<-c.writerDone
 	_ = ws.CloseNow() // no-op when the writer or the peer already closed it
 
 	h.unsubscribeAll(c)

@@ -3,8 +3,8 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
-	"time"
 )
 
 // Position is a place in one channel's stream. Offsets grow by one per
@@ -47,24 +47,39 @@ type History interface {
 	Since(ctx context.Context, channel string, after uint64, limit int) ([]Entry, Position, error)
 }
 
-// historyTimeout bounds one history read of a resume.
-const historyTimeout = 5 * time.Second
-
-// subscription is one channel of one connection. last and held are guarded
-// by the connection's mu; channel never changes.
+// subscription is one channel of one connection. Everything but channel
+// is guarded by the connection's mu; channel never changes.
 type subscription struct {
 	channel string
-	// last is the offset of the last event queued on this subscription; an
-	// event at or below it is a duplicate and never sent twice.
-	last uint64
+	// last and epoch are the position of the last sequenced event queued
+	// on this subscription; an event at or below it in the same epoch is a
+	// duplicate and never sent twice.
+	last  uint64
+	epoch string
 	// replaying is set while history is being replayed: live events are
 	// held, then sent after the replay if they are newer than it.
 	replaying bool
 	held      []heldFrame
 }
 
+// admit reports whether an event at offset in epoch is news for s, and if
+// so records it as the last one. Offset 0 is not sequenced and always
+// news. Offsets are comparable only within one epoch: an event of another
+// epoch (the history was reset) starts the comparison over.
+func (s *subscription) admit(offset uint64, epoch string) bool {
+	switch {
+	case offset == 0:
+		return true
+	case epoch == s.epoch && offset <= s.last:
+		return false
+	}
+	s.last, s.epoch = offset, epoch
+	return true
+}
+
 type heldFrame struct {
 	offset uint64
+	epoch  string
 	key    string
 	frame  []byte
 }
@@ -82,6 +97,21 @@ type subscribeResult struct {
 	position  Position
 }
 
+// Replays are paced so that they never fill more than half of the send
+// queue, whatever the client's speed: the other half stays free for the
+// connection's live events and replies.
+const maxReplayChunk = 500
+
+// replayPace returns how many entries a replay reads and queues at once,
+// and how many frames may be pending before it queues the next chunk.
+func replayPace(queue int) (chunk, room int) {
+	chunk = max(1, min(queue/4, maxReplayChunk))
+	return chunk, max(0, queue/2-chunk)
+}
+
+// errConnClosed ends a replay whose connection is going away.
+var errConnClosed = errors.New("hub: connection closed during a replay")
+
 // resume replays the history of sub's channel after from, then releases the
 // live events held meanwhile. It runs on c's reader goroutine, with sub
 // already in the channel index (replaying), so no live event is missed at
@@ -91,11 +121,16 @@ type subscribeResult struct {
 // is not in the future, the history still reaches back to from+1, and at
 // most MaxReplay events are missing. Otherwise it continues live from the
 // channel's current position, and the client refetches.
+//
+// A replay takes as long as the client needs: each history read is bounded
+// by HistoryTimeout and each frame by WriteTimeout, not the whole. If the
+// history loses entries between two reads (pruned meanwhile), the client
+// gets an incomplete frame at the skip rather than a silent gap.
 func (h *Hub) resume(c *conn, sub *subscription, from since, id json.RawMessage) (subscribeResult, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), historyTimeout)
-	defer cancel()
-	chunk := max(1, min(h.opts.SendQueueMessages/2, 500))
-	entries, cur, err := h.opts.History.Since(ctx, sub.channel, from.Offset, chunk)
+	c.beginResume()
+	defer c.endResume()
+	chunk, room := replayPace(h.opts.SendQueueMessages)
+	entries, cur, err := h.readHistory(sub.channel, from.Offset, chunk)
 	if err != nil {
 		return subscribeResult{}, err
 	}
@@ -105,30 +140,48 @@ func (h *Hub) resume(c *conn, sub *subscription, from since, id json.RawMessage)
 		(from.Offset == cur.Offset || len(entries) > 0 && entries[0].Offset == from.Offset+1)
 	if !res.recovered {
 		c.reply(subscribedReply(id, sub.channel, &res))
-		c.startAt(sub, cur.Offset)
-		return res, nil
+		return res, c.endReplay(sub, cur, chunk, room)
 	}
 	res.position = Position{Channel: sub.channel, Offset: from.Offset, Epoch: cur.Epoch}
 	c.reply(subscribedReply(id, sub.channel, &res))
-	last := from.Offset
-	for len(entries) > 0 {
-		for _, e := range entries {
-			c.enqueueReplay(sub, e.Offset, encodeEntry(sub.channel, e))
-			last = e.Offset
+	last, replayed := from.Offset, 0
+	for last < cur.Offset {
+		if !c.waitDrained(room) {
+			return res, errConnClosed
 		}
-		if last >= cur.Offset || len(entries) < chunk {
+		before := last
+		for _, e := range entries {
+			if e.Offset <= last {
+				continue // a history out of order: never send an offset twice
+			}
+			if e.Offset != last+1 {
+				c.enqueue(encodeIncomplete(Position{Channel: sub.channel, Offset: last, Epoch: cur.Epoch}))
+			}
+			c.enqueueReplay(sub, e, encodeEntry(sub.channel, e))
+			last = e.Offset
+			replayed++
+		}
+		if last == before {
+			// The history no longer holds the rest of what was missed.
+			c.enqueue(encodeIncomplete(Position{Channel: sub.channel, Offset: last, Epoch: cur.Epoch}))
 			break
 		}
-		if !c.waitDrained(ctx, chunk) {
-			return res, ctx.Err()
+		if last >= cur.Offset {
+			break
 		}
-		if entries, _, err = h.opts.History.Since(ctx, sub.channel, last, chunk); err != nil {
+		if entries, _, err = h.readHistory(sub.channel, last, chunk); err != nil {
 			return res, err
 		}
 	}
-	c.startAt(sub, last)
-	h.obs.Replayed(sub.channel, int(last-from.Offset))
-	return res, nil
+	h.obs.Replayed(sub.channel, replayed)
+	return res, c.endReplay(sub, Position{Channel: sub.channel, Offset: last, Epoch: cur.Epoch}, chunk, room)
+}
+
+// readHistory is one bounded read of History.
+func (h *Hub) readHistory(channel string, after uint64, limit int) ([]Entry, Position, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), h.opts.HistoryTimeout)
+	defer cancel()
+	return h.opts.History.Since(ctx, channel, after, limit)
 }
 
 func encodeEntry(channel string, e Entry) []byte {
@@ -144,6 +197,9 @@ func encodeEntry(channel string, e Entry) []byte {
 func parseSince(values []string, epoch string, n int) ([]*since, error) {
 	if len(values) == 0 {
 		return make([]*since, n), nil
+	}
+	if len(epoch) > maxEpochLen {
+		return nil, errBadEpoch
 	}
 	out := make([]*since, 0, n)
 	for _, v := range values {
