@@ -16,24 +16,15 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/bookhub/bookhub/events"
 	"github.com/bookhub/bookhub/hub"
 )
 
 // testTimeout bounds every wait in these tests; nothing should come close.
 const testTimeout = 10 * time.Second
 
-// validChannel mirrors what bookhub injects: "books" and "books:<id>", id > 0.
-func validChannel(ch string) bool {
-	if ch == "books" {
-		return true
-	}
-	id, ok := strings.CutPrefix(ch, "books:")
-	if !ok {
-		return false
-	}
-	n, err := strconv.ParseInt(id, 10, 64)
-	return err == nil && n > 0 && strconv.FormatInt(n, 10) == id
-}
+// validChannel is what bookhub injects: its one channel naming scheme.
+var validChannel = events.ValidChannel
 
 // authenticate accepts the tokens "alice" (viewer, 1h), "short-<ms>" (bob,
 // expires after that many milliseconds) and "user-<name>" (viewer <name>,

@@ -6,12 +6,13 @@ package metrics
 import (
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/bookhub/bookhub/events"
 )
 
 // Metrics holds every bookhub collector. Its methods are safe for concurrent
@@ -102,10 +103,10 @@ func (m *Metrics) Subscribed(channel string) { m.subsGauge(channel).Inc() }
 func (m *Metrics) Unsubscribed(channel string) { m.subsGauge(channel).Dec() }
 
 func (m *Metrics) subsGauge(channel string) prometheus.Gauge {
-	if strings.ContainsRune(channel, ':') {
-		return m.subsBook
+	if events.ChannelLabel(channel) == events.ChannelBooks {
+		return m.subsAll
 	}
-	return m.subsAll
+	return m.subsBook
 }
 
 // Published implements hub.Observer: one frame fanned out on one channel.

@@ -74,6 +74,9 @@ func TestDatabaseOutage(t *testing.T) {
 	if resp := do(t, "POST", base+"/api/v1/books", editor, map[string]any{"title": "Before", "author": "A"}, &b); resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create: %s", resp.Status)
 	}
+	resp := do(t, "GET", base+"/api/v1/books/"+itoa(b.ID), "", nil, nil)
+	epoch := resp.Header.Get("Bookhub-Epoch")
+	ws := dialWS(t, base, issue(t, auth.RoleViewer))
 
 	db.Stop()
 	for _, r := range []struct{ method, path string }{
@@ -99,6 +102,12 @@ func TestDatabaseOutage(t *testing.T) {
 	if resp := do(t, "GET", base+"/healthz", "", nil, nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("healthz with MySQL down: %s (the process is alive)", resp.Status)
 	}
+	// A resume needs the history: the client is told, and not subscribed.
+	resume := `{"type":"subscribe","channel":"books","id":"r","since":{"offset":0,"epoch":"` + epoch + `"}}`
+	writeText(t, ws, resume)
+	if f := readFrame(t, ws); f.Type != "error" || f.Code != "history_unavailable" {
+		t.Fatalf("resume with MySQL down: %+v, want error history_unavailable", f)
+	}
 
 	if m := scrape(t, app); !strings.Contains(m, `bookhub_store_errors_total{instance_name="db-outage"}`) ||
 		strings.Contains(m, `bookhub_store_errors_total{instance_name="db-outage"} 0`) {
@@ -114,4 +123,10 @@ func TestDatabaseOutage(t *testing.T) {
 	if resp := do(t, "POST", base+"/api/v1/books", editor, map[string]any{"title": "After", "author": "A"}, nil); resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create after MySQL came back: %s", resp.Status)
 	}
+	// The same resume now replays both changes, and nothing was lost.
+	writeText(t, ws, resume)
+	if f := readFrame(t, ws); f.Type != "subscribed" || f.Recovered == nil || !*f.Recovered {
+		t.Fatalf("resume after MySQL came back: %+v, want recovered", f)
+	}
+	expectOffsets(t, ws, "books", 1, 2)
 }

@@ -249,3 +249,13 @@ func waitMetric(t *testing.T, app *App, want string) {
 		time.Sleep(20 * time.Millisecond) // polling a scrape endpoint: no signal to wait on
 	}
 }
+
+// writeText sends one client message.
+func writeText(t *testing.T, c *websocket.Conn, msg string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		t.Fatalf("write %s: %v", msg, err)
+	}
+}

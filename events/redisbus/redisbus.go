@@ -124,7 +124,7 @@ const (
 
 // channelSuffix follows the prefix; the hash tag pins all book events to one
 // cluster slot (see the package doc).
-const channelSuffix = "{books}:events"
+const channelSuffix = "{" + events.ChannelBooks + "}:events"
 
 // Options configures New. Zero values take the documented defaults.
 type Options struct {
