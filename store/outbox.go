@@ -160,8 +160,7 @@ func (s *Store) appendChange(tx *gorm.DB, typ events.Type, b Book, bookOffset ui
 	if err != nil {
 		return Change{}, err
 	}
-	payload, err := json.Marshal(snapshot{ID: b.ID, Title: b.Title, Author: b.Author, ISBN: b.ISBN,
-		PriceCents: b.PriceCents, Stock: b.Stock, Version: b.Version, CreatedAt: b.CreatedAt, UpdatedAt: b.UpdatedAt})
+	payload, err := json.Marshal(snapshot(b)) // the same fields, the store's own JSON names
 	if err != nil {
 		return Change{}, fmt.Errorf("encode outbox payload: %w", err)
 	}
@@ -192,8 +191,11 @@ func (s *Store) nextOffset(tx *gorm.DB) (uint64, error) {
 			return 0, fmt.Errorf("advance stream %q: %w", streamBooks, translate(err))
 		}
 		next, err := res.LastInsertId()
-		if err != nil || next <= 0 {
-			return 0, fmt.Errorf("advance stream %q: no offset returned (%v)", streamBooks, err)
+		if err != nil {
+			return 0, fmt.Errorf("advance stream %q: read the offset: %w", streamBooks, err)
+		}
+		if next <= 0 {
+			return 0, fmt.Errorf("advance stream %q: no offset returned", streamBooks)
 		}
 		return uint64(next), nil
 	}
