@@ -17,7 +17,13 @@ LT_SUBSCRIBERS ?= 2000
 LT_WRITES      ?= 500
 LT_RATE        ?= 50
 
-.PHONY: all run build test test-short bench lint fmt vet tools k6-check up down loadtest loadtest-local clean
+# Soak size for `make soak` (`make soak-short` is the CI size); SOAK_FLAGS
+# passes more, e.g. SOAK_FLAGS=-soak.rate=0 for writes as fast as they go.
+SOAK_SUBSCRIBERS ?= 1000
+SOAK_WRITES      ?= 10000
+SOAK_FLAGS       ?=
+
+.PHONY: all run build test test-short bench lint fmt vet tools k6-check up down loadtest loadtest-local soak soak-short nginx-conf clean
 
 all: lint test
 
@@ -36,6 +42,22 @@ test: fmt vet
 ## test-short: unit tests only, no race detector (fast feedback)
 test-short:
 	BOOKHUB_TEST_MYSQL_URL= BOOKHUB_TEST_REDIS_URL= $(GO) test -short ./...
+
+## soak: 3 instances behind a real nginx, 1,000 resuming subscribers, 10,000 writes, Redis
+## SIGKILLed and restarted twice, one instance SIGKILLed and restarted; prints one summary line.
+## Needs MySQL, redis-server and nginx (apt-get install nginx-light).
+soak:
+	BOOKHUB_SOAK=1 $(GO) test -count=1 -timeout 60m -run '^TestSoak$$' -v ./internal/soak/ \
+		-args -soak.subscribers=$(SOAK_SUBSCRIBERS) -soak.writes=$(SOAK_WRITES) $(SOAK_FLAGS)
+
+## soak-short: the same soak with 100 subscribers and 1,000 writes (CI; well under a minute)
+soak-short:
+	BOOKHUB_SOAK=1 $(GO) test -count=1 -timeout 5m -run '^TestSoak$$' -v ./internal/soak/ \
+		-args -soak.subscribers=100 -soak.writes=1000
+
+## nginx-conf: regenerate deploy/nginx.conf (compose) from deploy/nginx.conf.tmpl
+nginx-conf:
+	$(GO) test -count=1 -run '^TestUpdateNginxConf$$' ./deploy/ -update
 
 ## bench: Go benchmarks of the hot paths (see loadtest/RESULTS.md)
 bench:

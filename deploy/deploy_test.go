@@ -20,9 +20,6 @@ import (
 // only sees pings.
 const pingInterval = 30 * time.Second
 
-// maxBody is bookhub's request body limit; nginx refuses at the same size.
-const maxBody = 1 << 20
-
 // exportedMetrics are the metric names bookhub exports. The dashboard may
 // query only these (plus _bucket/_sum/_count of the histograms) and should
 // show each of them.
@@ -62,8 +59,11 @@ var checks = []check{
 	{"compose/lb publishes 8080 with deploy/nginx.conf", checkLB},
 	{"compose/bind mounts exist", checkBindMounts},
 	{"compose/k6 runs the scripts in profile loadtest", checkK6Service},
-	{"nginx/upstream lists every replica without stickiness", checkNginxUpstream},
-	{"nginx/proxies REST and WebSocket upgrades", checkNginxProxy},
+	// Upgrades, request ids, the 413 body, balancing and failover are
+	// proven by a real nginx running the template (internal/cluster).
+	{"nginx/deploy/nginx.conf is the template rendered for compose", checkNginxRendered},
+	{"nginx/upstream lists every replica on the published port", checkNginxUpstream},
+	{"nginx/idle sockets outlive the ping interval", checkNginxIdleTimeout},
 	{"prometheus/scrapes every replica", checkPrometheus},
 	{"dockerfile/builds a static non-root image with a health check", checkDockerfile},
 	{"grafana/dashboard queries only exported metrics", checkDashboardMetrics},

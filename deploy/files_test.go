@@ -7,7 +7,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+
+	"github.com/bookhub/bookhub/deploy"
 )
 
 // httpBlock returns the directives inside nginx's http {} block.
@@ -31,6 +34,35 @@ func bookhubUpstream(k *kit) (*directive, []string) {
 	return ups[0], nil
 }
 
+// checkNginxRendered keeps the compose rendering generated: whatever the
+// fault and soak tests prove about the template holds for compose only if
+// deploy/nginx.conf is that template, rendered.
+func checkNginxRendered(k *kit) []string {
+	want, err := deploy.RenderNginx(deploy.ComposeNginx())
+	if err != nil {
+		return []string{fmt.Sprintf("render %s for compose: %v", nginxTemplatePath, err)}
+	}
+	got := k.raw[nginxPath]
+	if got == string(want) {
+		return nil
+	}
+	gl, wl := strings.Split(got, "\n"), strings.Split(string(want), "\n")
+	line := 0
+	for line < len(gl) && line < len(wl) && gl[line] == wl[line] {
+		line++
+	}
+	have := "(end of file)"
+	if line < len(gl) {
+		have = strconv.Quote(gl[line])
+	}
+	return []string{fmt.Sprintf("%s:%d is %s, but %s renders %q there: edit the template, never the generated file, and run `make nginx-conf`",
+		nginxPath, line+1, have, nginxTemplatePath, wl[min(line, len(wl)-1)])}
+}
+
+// checkNginxUpstream checks what only the compose rendering has: its
+// servers are the compose replicas and it listens on the port the lb
+// service publishes. It also wants upstream keepalive, which a test run
+// cannot observe from outside.
 func checkNginxUpstream(k *kit) []string {
 	up, out := bookhubUpstream(k)
 	if up == nil {
@@ -44,7 +76,7 @@ func checkNginxUpstream(k *kit) []string {
 	}
 	for _, name := range k.bookhubServices() {
 		if !servers[name+":8080"] {
-			out = append(out, fmt.Sprintf("%s: upstream %s has no \"server %s:8080\" (compose service %s)", nginxPath, up.Args[0], name, name))
+			out = append(out, fmt.Sprintf("%s: upstream %s has no \"server %s:8080\" (compose service %s); add it to deploy.ComposeNginx", nginxPath, up.Args[0], name, name))
 		}
 	}
 	for addr := range servers {
@@ -53,13 +85,13 @@ func checkNginxUpstream(k *kit) []string {
 			out = append(out, fmt.Sprintf("%s: upstream server %s is not a compose service", nginxPath, addr))
 		}
 	}
-	for _, sticky := range []string{"ip_hash", "hash", "sticky"} {
-		if len(children(up.Block, sticky)) > 0 {
-			out = append(out, fmt.Sprintf("%s: upstream uses %s; bookhub needs no sticky sessions and they skew socket balance", nginxPath, sticky))
-		}
-	}
 	if len(children(up.Block, "keepalive")) == 0 {
 		out = append(out, fmt.Sprintf("%s: upstream has no keepalive; every REST request would open a new connection to a replica", nginxPath))
+	}
+	if srv := children(httpBlock(k), "server"); len(srv) == 0 {
+		out = append(out, fmt.Sprintf("%s: no server block", nginxPath))
+	} else if l := nginxValue("listen", srv[0].Block); len(l) == 0 || l[0] != "8080" {
+		out = append(out, fmt.Sprintf("%s: server listens on %v, want 8080 (the port compose publishes)", nginxPath, l))
 	}
 	return out
 }
@@ -75,7 +107,9 @@ func nginxValue(name string, blocks ...[]*directive) []string {
 	return nil
 }
 
-func checkNginxProxy(k *kit) []string {
+// checkNginxIdleTimeout covers the one promise a test run cannot show
+// quickly: a socket that only sees bookhub's pings is never cut by nginx.
+func checkNginxIdleTimeout(k *kit) []string {
 	up, out := bookhubUpstream(k)
 	if up == nil {
 		return out
@@ -86,23 +120,6 @@ func checkNginxProxy(k *kit) []string {
 		return []string{fmt.Sprintf("%s: no server block", nginxPath)}
 	}
 	srv := servers[0].Block
-	if l := nginxValue("listen", srv); len(l) == 0 || l[0] != "8080" {
-		out = append(out, fmt.Sprintf("%s: server listens on %v, want 8080 (the port compose publishes)", nginxPath, l))
-	}
-	if v := nginxValue("client_max_body_size", http, srv); len(v) != 1 {
-		out = append(out, fmt.Sprintf("%s: client_max_body_size unset (nginx's 1m default is implicit); set it to bookhub's 1 MiB limit", nginxPath))
-	} else if n, err := nginxSize(v[0]); err != nil || n != maxBody {
-		out = append(out, fmt.Sprintf("%s: client_max_body_size %s, want 1m to match bookhub's limit", nginxPath, v[0]))
-	}
-	upgradeMap := false
-	for _, m := range children(http, "map") {
-		if len(m.Args) == 2 && m.Args[0] == "$http_upgrade" && m.Args[1] == "$connection_upgrade" {
-			upgradeMap = true
-		}
-	}
-	if !upgradeMap {
-		out = append(out, fmt.Sprintf("%s: no \"map $http_upgrade $connection_upgrade\"; keepalive and WebSocket upgrades need it", nginxPath))
-	}
 	proxied := 0
 	for _, loc := range children(srv, "location") {
 		pass := nginxValue("proxy_pass", loc.Block)
@@ -111,32 +128,6 @@ func checkNginxProxy(k *kit) []string {
 		}
 		proxied++
 		where := fmt.Sprintf("%s: location %s", nginxPath, strings.Join(loc.Args, " "))
-		if v := nginxValue("proxy_http_version", http, srv, loc.Block); len(v) != 1 || v[0] != "1.1" {
-			out = append(out, fmt.Sprintf("%s: proxy_http_version %v, want 1.1 (WebSocket upgrades and upstream keepalive need it)", where, v))
-		}
-		headers := map[string]string{}
-		for _, block := range [][]*directive{http, srv, loc.Block} {
-			if hs := children(block, "proxy_set_header"); len(hs) > 0 {
-				headers = map[string]string{} // nginx inherits only when a level sets none
-				for _, h := range hs {
-					if len(h.Args) == 2 {
-						headers[strings.ToLower(h.Args[0])] = h.Args[1]
-					}
-				}
-			}
-		}
-		for header, want := range map[string]string{
-			"upgrade":         "$http_upgrade",
-			"connection":      "$connection_upgrade",
-			"x-forwarded-for": "$proxy_add_x_forwarded_for",
-		} {
-			if headers[header] != want {
-				out = append(out, fmt.Sprintf("%s: proxy_set_header %s is %q, want %s", where, header, headers[header], want))
-			}
-		}
-		if headers["x-request-id"] == "" {
-			out = append(out, fmt.Sprintf("%s: X-Request-ID is not passed to bookhub", where))
-		}
 		if v := nginxValue("proxy_read_timeout", http, srv, loc.Block); len(v) != 1 {
 			out = append(out, fmt.Sprintf("%s: proxy_read_timeout unset (60s default); set it well above bookhub's %s ping interval", where, pingInterval))
 		} else if d, err := nginxDuration(v[0]); err != nil || d <= pingInterval {

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/bookhub/bookhub/deploy"
 )
 
 // kit is every deployment file, parsed. Checks read it; the mutation tests
@@ -152,14 +154,15 @@ var k6Scripts = []string{"rest_crud.js", "ws_fanout.js", "scaling.js"}
 
 // Paths of the kit, relative to the repository root.
 const (
-	composePath    = "docker-compose.yml"
-	dockerfilePath = "Dockerfile"
-	nginxPath      = "deploy/nginx.conf"
-	prometheusPath = "deploy/prometheus.yml"
-	dashboardPath  = "deploy/grafana/dashboards/bookhub.json"
-	datasourcePath = "deploy/grafana/provisioning/datasources/prometheus.yml"
-	providersPath  = "deploy/grafana/provisioning/dashboards/bookhub.yml"
-	k6Dir          = "loadtest/k6"
+	composePath       = "docker-compose.yml"
+	dockerfilePath    = "Dockerfile"
+	nginxPath         = deploy.NginxPath
+	nginxTemplatePath = "deploy/nginx.conf.tmpl"
+	prometheusPath    = "deploy/prometheus.yml"
+	dashboardPath     = "deploy/grafana/dashboards/bookhub.json"
+	datasourcePath    = "deploy/grafana/provisioning/datasources/prometheus.yml"
+	providersPath     = "deploy/grafana/provisioning/dashboards/bookhub.yml"
+	k6Dir             = "loadtest/k6"
 )
 
 // loadKit reads and parses every file of the kit; a file that does not

@@ -112,35 +112,6 @@ func TestNginxDuration(t *testing.T) {
 	}
 }
 
-func TestNginxSize(t *testing.T) {
-	for _, tt := range []struct {
-		in   string
-		want int64
-		ok   bool
-	}{
-		{"1m", 1 << 20, true},
-		{"1M", 1 << 20, true},
-		{"512k", 512 << 10, true},
-		{"1g", 1 << 30, true},
-		{"1048576", 1 << 20, true},
-		{"", 0, false},
-		{"m", 0, false},
-		{"1mb", 0, false},
-		{"-1m", 0, false},
-	} {
-		name := "OK " + tt.in
-		if !tt.ok {
-			name = "Err " + tt.in
-		}
-		t.Run(name, func(t *testing.T) {
-			got, err := nginxSize(tt.in)
-			if (err == nil) != tt.ok || got != tt.want {
-				t.Fatalf("nginxSize(%q) = %d, %v; want %d, ok=%v", tt.in, got, err, tt.want, tt.ok)
-			}
-		})
-	}
-}
-
 func TestParseDockerfile(t *testing.T) {
 	t.Run("OK continuations and comments", func(t *testing.T) {
 		ins, err := parseDockerfile("# syntax=docker/dockerfile:1\nARG V=1\nFROM golang:${V} AS build\nRUN a \\\n    # inside\n    && b\n\nfrom scratch\n")

@@ -260,27 +260,6 @@ func nginxDuration(s string) (time.Duration, error) {
 	return total, nil
 }
 
-// nginxSize parses nginx sizes: bytes, or k/K, m/M, g/G suffixes.
-func nginxSize(s string) (int64, error) {
-	mult := int64(1)
-	num := s
-	if s != "" {
-		switch s[len(s)-1] {
-		case 'k', 'K':
-			mult, num = 1<<10, s[:len(s)-1]
-		case 'm', 'M':
-			mult, num = 1<<20, s[:len(s)-1]
-		case 'g', 'G':
-			mult, num = 1<<30, s[:len(s)-1]
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("size %q is not an nginx size (e.g. 1m, 512k)", s)
-	}
-	return n * mult, nil
-}
-
 // instruction is one Dockerfile instruction, continuation lines joined.
 type instruction struct {
 	Cmd  string // upper case: FROM, RUN, ...
