@@ -73,6 +73,9 @@ type Options struct {
 	// PruneInterval is how often to prune the history.
 	// Default 30s.
 	PruneInterval time.Duration
+	// StatsInterval is how often the outbox's size and lag are reported to
+	// the Observer. Default 5s.
+	StatsInterval time.Duration
 	// QueueSize bounds the hand-off queue; a full queue leaves changes to
 	// the sweep. Default 4096.
 	QueueSize int
@@ -86,10 +89,9 @@ const (
 	DefaultHistoryMaxAge  = 24 * time.Hour
 	DefaultHistorySize    = 10000
 	DefaultPruneInterval  = 30 * time.Second
+	DefaultStatsInterval  = 5 * time.Second
 	DefaultQueueSize      = 4096
 	sweepBatch            = 500
-	// statsInterval is how often the outbox's size and lag are sampled.
-	statsInterval = 5 * time.Second
 )
 
 // Relay publishes outbox rows. Create it with New, start it with Run.
@@ -106,7 +108,7 @@ func New(opts Options) (*Relay, error) {
 		return nil, errors.New("relay: Options.Store, Bus and Render are required")
 	}
 	if opts.PublishTimeout < 0 || opts.SweepInterval < 0 || opts.SweepGrace < 0 ||
-		opts.HistoryMaxAge < 0 || opts.PruneInterval < 0 || opts.QueueSize < 0 {
+		opts.HistoryMaxAge < 0 || opts.PruneInterval < 0 || opts.StatsInterval < 0 || opts.QueueSize < 0 {
 		return nil, errors.New("relay: negative option")
 	}
 	def := func(d *time.Duration, v time.Duration) {
@@ -119,6 +121,7 @@ func New(opts Options) (*Relay, error) {
 	def(&opts.SweepGrace, DefaultSweepGrace)
 	def(&opts.HistoryMaxAge, DefaultHistoryMaxAge)
 	def(&opts.PruneInterval, DefaultPruneInterval)
+	def(&opts.StatsInterval, DefaultStatsInterval)
 	if opts.HistorySize == 0 {
 		opts.HistorySize = DefaultHistorySize
 	}
@@ -153,7 +156,7 @@ func (r *Relay) Run(ctx context.Context) {
 	defer sweep.Stop()
 	prune := time.NewTicker(r.opts.PruneInterval)
 	defer prune.Stop()
-	stats := time.NewTicker(statsInterval)
+	stats := time.NewTicker(r.opts.StatsInterval)
 	defer stats.Stop()
 	batch := make([]store.Change, 0, 64)
 	var pausedUntil time.Time
@@ -194,17 +197,20 @@ func (r *Relay) Run(ctx context.Context) {
 }
 
 // publish publishes changes in order and returns the Seq of each one
-// published, stopping at the first failure.
+// published. It stops at the first failure of the bus, and returns it. A
+// change it cannot render is skipped: waiting will not fix it, and it must
+// not hold back every change after it (the sweep takes rows oldest first,
+// so a row that stopped it would stop it for good).
 func (r *Relay) publish(ctx context.Context, changes []store.Change) ([]int64, error) {
 	seqs := make([]int64, 0, len(changes))
 	for _, c := range changes {
 		ev, err := r.opts.Render(c)
 		if err != nil {
-			// Not retryable by waiting: log loudly, leave the row to the
-			// sweep so an operator can see it stuck in the outbox lag.
-			r.log.Error("relay: render change", "seq", c.Seq, "offset", c.Offset, "err", err)
+			// Log loudly and leave the row unpublished, where the outbox
+			// lag shows it to an operator.
+			r.log.Error("relay: render change; it stays in the outbox", "seq", c.Seq, "offset", c.Offset, "err", err)
 			r.obs.RelayFailed()
-			return seqs, err
+			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, r.opts.PublishTimeout)
 		err = r.opts.Bus.Publish(pctx, ev)
@@ -232,15 +238,19 @@ func (r *Relay) mark(ctx context.Context, seqs []int64) {
 	}
 }
 
-// sweep publishes old unpublished rows until none are left or one fails.
+// sweep publishes old unpublished rows until none are left, the bus fails,
+// or a batch publishes nothing (rows that cannot be rendered).
 func (r *Relay) sweep(ctx context.Context) {
 	for ctx.Err() == nil {
-		var pubErr error
+		var (
+			pubErr    error
+			published int
+		)
 		sctx, cancel := context.WithTimeout(ctx, r.opts.PublishTimeout*sweepBatch/10+r.opts.PublishTimeout)
 		n, err := r.opts.Store.ClaimUnpublished(sctx, time.Now().Add(-r.opts.SweepGrace), sweepBatch,
 			func(changes []store.Change) []int64 {
 				seqs, err := r.publish(sctx, changes)
-				pubErr = err
+				pubErr, published = err, len(seqs)
 				return seqs
 			})
 		cancel()
@@ -250,11 +260,12 @@ func (r *Relay) sweep(ctx context.Context) {
 			}
 			return
 		}
-		if n > 0 && pubErr == nil {
-			r.obs.Relayed("sweep", n)
-			r.log.Info("relay: sweep published changes the hand-off path did not", "count", n)
+		if published > 0 {
+			// Counted once the claim committed, so once marked.
+			r.obs.Relayed("sweep", published)
+			r.log.Info("relay: sweep published changes the hand-off path did not", "count", published)
 		}
-		if pubErr != nil || n < sweepBatch {
+		if pubErr != nil || n < sweepBatch || published == 0 {
 			return
 		}
 	}
