@@ -73,6 +73,9 @@ type Options struct {
 	// PruneInterval is how often to prune the history.
 	// Default 30s.
 	PruneInterval time.Duration
+	// StatsInterval is how often the outbox's size and lag are reported to
+	// the Observer. Default 5s.
+	StatsInterval time.Duration
 	// QueueSize bounds the hand-off queue; a full queue leaves changes to
 	// the sweep. Default 4096.
 	QueueSize int
@@ -86,14 +89,13 @@ const (
 	DefaultHistoryMaxAge  = 24 * time.Hour
 	DefaultHistorySize    = 10000
 	DefaultPruneInterval  = 30 * time.Second
+	DefaultStatsInterval  = 5 * time.Second
 	DefaultQueueSize      = 4096
 	sweepBatch            = 500
 	// markDelay and markBatch bound how long and how many published rows
 	// wait to be marked together.
 	markDelay = 100 * time.Millisecond
 	markBatch = 500
-	// statsInterval is how often the outbox's size and lag are sampled.
-	statsInterval = 5 * time.Second
 )
 
 // Relay publishes outbox rows. Create it with New, start it with Run.
@@ -110,7 +112,7 @@ func New(opts Options) (*Relay, error) {
 		return nil, errors.New("relay: Options.Store, Bus and Render are required")
 	}
 	if opts.PublishTimeout < 0 || opts.SweepInterval < 0 || opts.SweepGrace < 0 ||
-		opts.HistoryMaxAge < 0 || opts.PruneInterval < 0 || opts.QueueSize < 0 {
+		opts.HistoryMaxAge < 0 || opts.PruneInterval < 0 || opts.StatsInterval < 0 || opts.QueueSize < 0 {
 		return nil, errors.New("relay: negative option")
 	}
 	def := func(d *time.Duration, v time.Duration) {
@@ -123,6 +125,7 @@ func New(opts Options) (*Relay, error) {
 	def(&opts.SweepGrace, DefaultSweepGrace)
 	def(&opts.HistoryMaxAge, DefaultHistoryMaxAge)
 	def(&opts.PruneInterval, DefaultPruneInterval)
+	def(&opts.StatsInterval, DefaultStatsInterval)
 	if opts.HistorySize == 0 {
 		opts.HistorySize = DefaultHistorySize
 	}
@@ -157,7 +160,7 @@ func (r *Relay) Run(ctx context.Context) {
 	defer sweep.Stop()
 	prune := time.NewTicker(r.opts.PruneInterval)
 	defer prune.Stop()
-	stats := time.NewTicker(statsInterval)
+	stats := time.NewTicker(r.opts.StatsInterval)
 	defer stats.Stop()
 	batch := make([]store.Change, 0, 64)
 	var pausedUntil time.Time
@@ -269,15 +272,19 @@ func (r *Relay) mark(ctx context.Context, seqs []int64) {
 	}
 }
 
-// sweep publishes old unpublished rows until none are left or one fails.
+// sweep publishes old unpublished rows until none are left, the bus fails,
+// or a batch publishes nothing (rows that cannot be rendered).
 func (r *Relay) sweep(ctx context.Context) {
 	for ctx.Err() == nil {
-		var pubErr error
+		var (
+			pubErr    error
+			published int
+		)
 		sctx, cancel := context.WithTimeout(ctx, r.opts.PublishTimeout*sweepBatch/10+r.opts.PublishTimeout)
 		n, err := r.opts.Store.ClaimUnpublished(sctx, time.Now().Add(-r.opts.SweepGrace), sweepBatch,
 			func(changes []store.Change) []int64 {
 				seqs, err := r.publish(sctx, changes)
-				pubErr = err
+				pubErr, published = err, len(seqs)
 				return seqs
 			})
 		cancel()
@@ -287,11 +294,12 @@ func (r *Relay) sweep(ctx context.Context) {
 			}
 			return
 		}
-		if n > 0 && pubErr == nil {
-			r.obs.Relayed("sweep", n)
-			r.log.Info("relay: sweep published changes the hand-off path did not", "count", n)
+		if published > 0 {
+			// Counted once the claim committed, so once marked.
+			r.obs.Relayed("sweep", published)
+			r.log.Info("relay: sweep published changes the hand-off path did not", "count", published)
 		}
-		if pubErr != nil || n < sweepBatch {
+		if pubErr != nil || n < sweepBatch || published == 0 {
 			return
 		}
 	}

@@ -217,14 +217,19 @@ func (s *Store) committed(c Change) {
 	}
 }
 
-// readTx runs fn in a transaction that sees one consistent snapshot (MySQL
-// REPEATABLE READ, read-only; SQLite excludes writers for its duration).
+// readTx runs fn in a read-only transaction that sees one consistent
+// snapshot: MySQL REPEATABLE READ; on SQLite, read-only makes the driver
+// BEGIN DEFERRED instead of the IMMEDIATE that writes use, so the
+// transaction reads one WAL snapshot without taking the write lock. (Under
+// the write lock, an instance that reads in a loop starves the writers of
+// other instances on the same file into SQLITE_BUSY, and reads could not run
+// in parallel when MaxOpenConns is raised.)
 func (s *Store) readTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	var opts []*sql.TxOptions
+	opts := &sql.TxOptions{ReadOnly: true}
 	if s.driver == DriverMySQL {
-		opts = append(opts, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead})
+		opts.Isolation = sql.LevelRepeatableRead
 	}
-	return s.db.WithContext(ctx).Transaction(fn, opts...)
+	return s.db.WithContext(ctx).Transaction(fn, opts)
 }
 
 // positionTx returns the current position of the channel of bookID (0:

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -21,8 +22,21 @@ import (
 // handing them to its relay right now (the normal path), so in the normal
 // case no row is published twice; when it happens anyway (a crash between
 // publish and mark), receivers drop the duplicate by its offset.
+//
+// The claim runs at READ COMMITTED on MySQL: its locking read then locks
+// only the rows it returns. Under REPEATABLE READ it would also lock the
+// gaps it scanned, among them the end of the unpublished range where every
+// new outbox row is inserted, so each write would wait (holding the books
+// stream's lock, so every other write too) until publish returned.
 func (s *Store) ClaimUnpublished(ctx context.Context, olderThan time.Time, limit int,
 	publish func([]Change) (published []int64)) (int, error) {
+	var opts []*sql.TxOptions
+	if s.driver == DriverMySQL {
+		opts = append(opts, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	}
+	// SQLite compares the stored times as text, which orders instants
+	// only when every value is in UTC, as the store writes them.
+	olderThan = olderThan.UTC()
 	var claimed int
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		q := tx.Where("published_at IS NULL AND committed_at < ?", olderThan).Order("id").Limit(limit)
@@ -46,7 +60,7 @@ func (s *Store) ClaimUnpublished(ctx context.Context, olderThan time.Time, limit
 			changes = append(changes, c)
 		}
 		return markPublished(tx, publish(changes), s.now())
-	})
+	}, opts...)
 	if err != nil {
 		return 0, fmt.Errorf("sweep outbox: %w", translate(err))
 	}
@@ -73,11 +87,29 @@ func markPublished(tx *gorm.DB, seqs []int64, now time.Time) error {
 // locks long enough to stall writers.
 const pruneBatch = 1000
 
-// Prune deletes published outbox rows that are both older than maxAge and
-// more than keep positions behind the head of "books": the history keeps at
-// least keep events, and at least maxAge of them (whichever reaches further
-// back). Unpublished rows are never pruned. It returns the rows deleted.
+// Prune deletes the oldest history: the longest run of rows from the start
+// of "books" that are all published, older than maxAge and more than keep
+// positions behind the head. The history keeps at least keep events and
+// every event younger than maxAge, and stays contiguous from its first
+// event, which is what lets History's callers tell whether it still reaches
+// back far enough: a row that must stay keeps every later row. (Commit times
+// need not grow with offsets: instances' clocks differ, and a create takes
+// its time before it waits for the stream's lock.) Unpublished rows are
+// never pruned; one stuck unpublished row holds pruning back until it is
+// published, which the outbox lag shows. It returns the rows deleted.
 func (s *Store) Prune(ctx context.Context, maxAge time.Duration, keep uint64) (int64, error) {
+	return s.prune(ctx, maxAge, keep, pruneBatch)
+}
+
+// pruneRow is what Prune reads of a row to decide whether it may go.
+type pruneRow struct {
+	BooksOffset uint64     `gorm:"column:books_offset"`
+	CommittedAt time.Time  `gorm:"column:committed_at"`
+	PublishedAt *time.Time `gorm:"column:published_at"`
+}
+
+// prune is Prune deleting at most batch rows per statement.
+func (s *Store) prune(ctx context.Context, maxAge time.Duration, keep uint64, batch int) (int64, error) {
 	pos, err := s.CurrentPosition(ctx, streamBooks)
 	if err != nil {
 		return 0, fmt.Errorf("prune outbox: %w", err)
@@ -86,20 +118,33 @@ func (s *Store) Prune(ctx context.Context, maxAge time.Duration, keep uint64) (i
 		return 0, nil
 	}
 	cutoff, below := s.now().Add(-maxAge), pos.Offset-keep
+	db := s.db.WithContext(ctx)
 	var total int64
 	for {
-		var res *gorm.DB
-		cond := "published_at IS NOT NULL AND committed_at < ? AND books_offset <= ?"
-		if s.driver == DriverMySQL {
-			res = s.db.WithContext(ctx).Exec("DELETE FROM outbox WHERE "+cond+" ORDER BY id LIMIT ?", cutoff, below, pruneBatch)
-		} else {
-			res = s.db.WithContext(ctx).Exec("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE "+cond+" ORDER BY id LIMIT ?)", cutoff, below, pruneBatch)
+		// The first rows of history, by offset (an index range read).
+		var rows []pruneRow
+		if err := db.Model(&outboxRow{}).Select("books_offset", "committed_at", "published_at").
+			Where("books_offset <= ?", below).Order("books_offset").Limit(batch).Find(&rows).Error; err != nil {
+			return total, fmt.Errorf("prune outbox: %w", translate(err))
 		}
+		n := 0
+		for n < len(rows) && rows[n].PublishedAt != nil && rows[n].CommittedAt.Before(cutoff) {
+			n++
+		}
+		if n == 0 {
+			return total, nil
+		}
+		// rows[:n] are all the rows up to rows[n-1]'s offset (no offset
+		// below pos is still to commit) and a published row stays
+		// published, so the range can go as read. Deleting by the offset
+		// index locks that range and the gap just past it, not the head
+		// where writers insert (unless keep is 0).
+		res := db.Exec("DELETE FROM outbox WHERE books_offset <= ?", rows[n-1].BooksOffset)
 		if res.Error != nil {
 			return total, fmt.Errorf("prune outbox: %w", translate(res.Error))
 		}
 		total += res.RowsAffected
-		if res.RowsAffected < pruneBatch {
+		if n < len(rows) || len(rows) < batch {
 			return total, nil
 		}
 	}
