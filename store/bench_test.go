@@ -36,7 +36,7 @@ func BenchmarkCreate(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		if _, err := s.Create(ctx, store.Book{Title: "Bench", Author: "B", ISBN: fmt.Sprintf("%013d", i), PriceCents: 999}); err != nil {
+		if _, err := s.Create(ctx, store.Book{Title: "Bench", Author: "B", ISBN: benchISBN(int64(i)), PriceCents: 999}); err != nil {
 			b.Fatal(err)
 		}
 	}
