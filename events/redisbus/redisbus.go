@@ -84,7 +84,10 @@
 // subscription after Options.HealthCheckInterval of silence and replaces
 // the connection when nothing answers within Options.PingTimeout, so a link
 // that dies without closing (a frozen Redis, a network partition) is noticed
-// within about 3s by default, not when TCP gives up.
+// within about 3s by default, not when TCP gives up. Options.OnRestore
+// tells the receiver when a lost subscription is back, so that it can read
+// what it missed: bookhub's completeness comes from the outbox and its
+// durable history above this bus (packages relay and feed), not from Redis.
 //
 // # Timeouts
 //
