@@ -14,19 +14,19 @@ import (
 
 // The problem kinds of the hub's refusals (type urn:bookhub:problem:<slug>).
 // Clients switch on the type, so the slugs are part of the wire contract;
-// the kinds the REST API sends too carry its titles, so one type always has
-// one title on the public port (RFC 9457 section 3.1.3).
+// the kinds the REST API sends too come from package problem, so one type
+// always has one title on the public port (RFC 9457 section 3.1.3).
 var (
 	kindMethodNotAllowed = problem.MethodNotAllowed
 	kindNotWebSocket     = newKind(http.StatusUpgradeRequired, "not-websocket", "Not a WebSocket handshake")
 	kindWebSocketVersion = newKind(http.StatusUpgradeRequired, "websocket-version", "Unsupported WebSocket version")
 	kindBadHandshake     = newKind(http.StatusBadRequest, "bad-handshake", "Malformed WebSocket handshake")
 	kindOriginForbidden  = newKind(http.StatusForbidden, "origin-forbidden", "Origin not allowed")
-	kindUnauthorized     = newKind(http.StatusUnauthorized, "unauthorized", "Authentication required")
-	kindInvalidParameter = newKind(http.StatusBadRequest, "invalid-parameter", "Invalid parameter")
+	kindUnauthorized     = problem.Unauthorized
+	kindInvalidParameter = problem.InvalidParameter
 	kindTooManyConns     = newKind(http.StatusTooManyRequests, "too-many-connections", "Too many connections")
-	kindUnavailable      = newKind(http.StatusServiceUnavailable, "unavailable", "Service unavailable")
-	kindInternal         = newKind(http.StatusInternalServerError, "internal", "Internal server error")
+	kindUnavailable      = problem.Unavailable
+	kindInternal         = problem.Internal
 )
 
 func newKind(status int, slug, title string) problem.Kind {

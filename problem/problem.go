@@ -60,6 +60,10 @@ var (
 	MethodNotAllowed = Kind{http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed"}
 	URITooLong       = Kind{http.StatusRequestURITooLong, "uri-too-long", "Request target too long"}
 	BadRequest       = Kind{http.StatusBadRequest, "bad-request", "Bad request"}
+	InvalidParameter = Kind{http.StatusBadRequest, "invalid-parameter", "Invalid parameter"}
+	Unauthorized     = Kind{http.StatusUnauthorized, "unauthorized", "Authentication required"}
+	Unavailable      = Kind{http.StatusServiceUnavailable, "unavailable", "Service unavailable"}
+	Internal         = Kind{http.StatusInternalServerError, "internal", "Internal server error"}
 )
 
 // Type returns the type URI of a problem slug ("not-found" becomes

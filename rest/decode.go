@@ -358,6 +358,21 @@ func decodeText(fe *fieldErrors, m member, jt string, mode decodeMode) (string, 
 	return s, true
 }
 
+// readOnlyType reports whether a read-only field has the JSON type want,
+// recording the refusal otherwise: null is a 422 (it cannot be the stored
+// value), another type a 400.
+func readOnlyType(fe *fieldErrors, key, jt, want string) bool {
+	switch jt {
+	case want:
+		return true
+	case "null":
+		fe.invalidf(key, "must not be null; it is read-only")
+	default:
+		fe.badf(key, "must be a %s, not %s", want, an(jt))
+	}
+	return false
+}
+
 // decodeReadOnly checks the type and form of a read-only field sent with PUT
 // or PATCH and records its value for checkStored. The wrong JSON type is a
 // 400 like any other field's; a value that cannot be the stored one (null, a
@@ -365,13 +380,7 @@ func decodeText(fe *fieldErrors, m member, jt string, mode decodeMode) (string, 
 func decodeReadOnly(fe *fieldErrors, ro *readOnlyInput, m member, jt string) {
 	switch m.key {
 	case "id", "version":
-		switch jt {
-		case "number":
-		case "null":
-			fe.invalidf(m.key, "must not be null; it is read-only")
-			return
-		default:
-			fe.badf(m.key, "must be a number, not %s", an(jt))
+		if !readOnlyType(fe, m.key, jt, "number") {
 			return
 		}
 		v, err := parseDecimal(string(bytes.TrimSpace(m.raw)), 0, math.MaxInt64)
@@ -385,13 +394,7 @@ func decodeReadOnly(fe *fieldErrors, ro *readOnlyInput, m member, jt string) {
 			ro.version, ro.hasVersion = v, true
 		}
 	case "created_at", "updated_at":
-		switch jt {
-		case "string":
-		case "null":
-			fe.invalidf(m.key, "must not be null; it is read-only")
-			return
-		default:
-			fe.badf(m.key, "must be a string, not %s", an(jt))
+		if !readOnlyType(fe, m.key, jt, "string") {
 			return
 		}
 		var s string

@@ -29,8 +29,8 @@ func newKind(status int, slug, title string) kind {
 var (
 	kindMalformed        = newKind(http.StatusBadRequest, "malformed-body", "Malformed request body")
 	kindInvalidField     = newKind(http.StatusBadRequest, "invalid-field", "Invalid field in request body")
-	kindInvalidParameter = newKind(http.StatusBadRequest, "invalid-parameter", "Invalid parameter")
-	kindUnauthorized     = newKind(http.StatusUnauthorized, "unauthorized", "Authentication required")
+	kindInvalidParameter = problem.InvalidParameter
+	kindUnauthorized     = problem.Unauthorized
 	kindForbidden        = newKind(http.StatusForbidden, "forbidden", "Insufficient role")
 	kindNotFound         = problem.NotFound
 	kindMethodNotAllowed = problem.MethodNotAllowed
@@ -41,8 +41,8 @@ var (
 	kindMediaType        = newKind(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type")
 	kindValidation       = newKind(http.StatusUnprocessableEntity, "validation", "Validation failed")
 	kindClientClosed     = newKind(statusClientClosed, "client-closed-request", "Client closed request")
-	kindInternal         = newKind(http.StatusInternalServerError, "internal", "Internal server error")
-	kindUnavailable      = newKind(http.StatusServiceUnavailable, "unavailable", "Service unavailable")
+	kindInternal         = problem.Internal
+	kindUnavailable      = problem.Unavailable
 )
 
 // statusClientClosed is nginx's non-standard code for a request whose client

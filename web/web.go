@@ -1,5 +1,5 @@
-// Package web embeds bookhub's browser assets. A later issue fills it with
-// the live dashboard; today it serves a page that explains how to connect.
+// Package web embeds bookhub's browser assets: a page that explains how to
+// connect to the API and the WebSocket feed.
 package web
 
 import (
