@@ -47,9 +47,10 @@ const (
 // EnvNames lists every environment variable bookhub reads, so deployment
 // files can be checked against it.
 func EnvNames() []string {
-	return []string{EnvAddr, EnvDatabaseURL, EnvRedisURL, EnvRedisPrefix, EnvRedisSharded, EnvRedisCluster,
+	names := []string{EnvAddr, EnvDatabaseURL, EnvRedisURL, EnvRedisPrefix, EnvRedisSharded, EnvRedisCluster,
 		EnvJWTSecret, EnvInstance, EnvMetricsAddr, EnvDataDir, EnvLogLevel, EnvLogFormat, EnvOrigins,
 		EnvWSMaxConnsPerSubject, EnvHistorySize, EnvHistoryMaxAge}
+	return append(names, securityEnvNames()...)
 }
 
 // Secret is a string that prints as "[redacted]" in logs and %v.
@@ -119,6 +120,8 @@ type Config struct {
 	// deadline still waits for: a body of n bytes must arrive within
 	// ReadTimeout + n/ReadMinRate.
 	ReadMinRate int64
+	// Security holds the settings of accounts and tokens.
+	Security Security
 }
 
 // Defaults of the flag-only settings.
@@ -230,6 +233,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 			c.AllowedOrigins = append(c.AllowedOrigins, o)
 		}
 	}
+	sec, secErrs := loadSecurity(getenv)
+	c.Security = sec
+	errs = append(errs, secErrs...)
 	errs = append(errs, c.validate()...)
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)

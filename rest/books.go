@@ -47,7 +47,7 @@ func (a *api) getBook(c *gin.Context) error {
 		c.Writer.WriteHeaderNow()
 		return nil
 	}
-	body, err := encodeBook(b)
+	body, err := encodeBook(b, staff(c))
 	if err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func (a *api) createBook(c *gin.Context) error {
 	if err != nil {
 		return fmt.Errorf("create book: %w", storeValidation(err))
 	}
-	body, err := encodeBook(b)
+	body, err := encodeBook(b, staff(c))
 	if err != nil {
 		return err
 	}
@@ -104,7 +104,7 @@ func (a *api) updateBook(c *gin.Context, mode decodeMode) error {
 	if err != nil {
 		return fmt.Errorf("update book %d: %w", id, storeValidation(err))
 	}
-	body, err := encodeBook(b)
+	body, err := encodeBook(b, staff(c))
 	if err != nil {
 		return err
 	}
@@ -130,6 +130,7 @@ func (a *api) deleteBook(c *gin.Context) error {
 // wireFields names store.Book fields as the API spells them.
 var wireFields = map[string]string{
 	"Title": "title", "Author": "author", "ISBN": "isbn", "PriceCents": "price", "Stock": "stock",
+	"CostCents": "cost_price", "Supplier": "supplier",
 }
 
 // storeValidation turns the store's *store.ValidationError into a 422 that

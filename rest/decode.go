@@ -46,9 +46,12 @@ type bookInput struct {
 	title, author       string
 	isbn                string // "" with hasISBN: none (null)
 	priceCents, stock   int64
+	costCents           int64
+	supplier            string
 	hasTitle, hasAuthor bool
 	hasISBN, hasPrice   bool
 	hasStock            bool
+	hasCost, hasSupp    bool
 	readOnly            readOnlyInput
 }
 
@@ -82,6 +85,12 @@ func (in bookInput) apply(b *store.Book, mode decodeMode) {
 	}
 	if in.hasStock {
 		b.Stock = in.stock
+	}
+	if in.hasCost {
+		b.CostCents = in.costCents
+	}
+	if in.hasSupp {
+		b.Supplier = in.supplier
 	}
 }
 
@@ -304,6 +313,19 @@ func decodeBook(body []byte, mode decodeMode) (bookInput, error) {
 			in.priceCents, in.hasPrice = decodeNumber(&fe, m, jt, 2)
 		case "stock":
 			in.stock, in.hasStock = decodeNumber(&fe, m, jt, 0)
+		case "cost_price":
+			in.costCents, in.hasCost = decodeNumber(&fe, m, jt, 2)
+		case "supplier":
+			// Optional text: null or "" means none.
+			if jt == "null" {
+				in.supplier, in.hasSupp = "", true
+				continue
+			}
+			if jt == "string" && string(m.raw) == `""` {
+				in.supplier, in.hasSupp = "", true
+				continue
+			}
+			in.supplier, in.hasSupp = decodeText(&fe, m, jt, mode)
 		default:
 			fe.badf(m.key, "is not a known field")
 		}

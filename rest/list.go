@@ -96,7 +96,7 @@ func (a *api) listBooks(c *gin.Context) error {
 		Position: positionJSON{Channel: events.ChannelBooks, Offset: page.Position.Offset, Epoch: page.Position.Epoch}}
 	setPosition(c, page.Position.Offset, page.Position.Epoch)
 	for _, b := range page.Books {
-		out.Books = append(out.Books, toBookJSON(b))
+		out.Books = append(out.Books, toBookJSON(b, staff(c)))
 	}
 	body, err := json.Marshal(out)
 	if err != nil {

@@ -156,6 +156,21 @@ func tooLarge(limit int64) *apiError {
 	return newErrorf(kindTooLarge, "the request body exceeds the limit of %d bytes", limit)
 }
 
+// optionalIdentity authenticates a bearer token when one is sent, for
+// routes anybody may call whose answer depends on the role (staff-only
+// fields). A token that is sent must be valid: a silent downgrade to
+// anonymous would hide an expired token from its client.
+func (a *api) optionalIdentity(c *gin.Context) {
+	if c.GetHeader("Authorization") == "" {
+		c.Next()
+		return
+	}
+	a.requireRole(auth.RoleViewer)(c)
+}
+
+// staff reports whether the caller may see staff-only book fields.
+func staff(c *gin.Context) bool { return identityOf(c).Role.AtLeast(auth.RoleEditor) }
+
 // requireRole authenticates the Authorization: Bearer header (never a query
 // token: URLs end up in proxy logs) and checks the role.
 func (a *api) requireRole(min auth.Role) gin.HandlerFunc {

@@ -93,6 +93,24 @@ type Options struct {
 	// written, with the route pattern ("unmatched" for unknown routes), so
 	// that metrics have bounded cardinality.
 	Observe func(method, route string, status int, d time.Duration)
+	// Accounts enables sign-in (/api/v1/auth/...), user management
+	// (/api/v1/users) and WebSocket tickets; nil leaves them out.
+	Accounts Accounts
+	// SignIn lists the "Sign in with ..." providers.
+	SignIn []SignInProvider
+	// AllowRegistration is reported by /api/v1/auth/providers, so a sign-in
+	// page knows whether to offer registration (Accounts enforces it).
+	AllowRegistration bool
+	// JWKS serves /.well-known/jwks.json when set.
+	JWKS http.Handler
+	// CORSOrigins lists the browser origins allowed to call the API from
+	// another site ("https://dash.example.com"); "*" allows any. Empty, the
+	// default, sends no CORS headers: browsers then refuse cross-site calls.
+	CORSOrigins []string
+	// TrustedProxies lists the addresses or CIDRs of the load balancers
+	// whose X-Forwarded-For names the client; rate limits key on it. Empty,
+	// the default, trusts none: the client is the TCP peer.
+	TrustedProxies []string
 }
 
 // DefaultMaxBodyBytes is the body cap for a zero Options.MaxBodyBytes.
@@ -112,6 +130,13 @@ type api struct {
 	maxBody  int64
 	checks   []Check
 	observe  func(method, route string, status int, d time.Duration)
+
+	accounts          Accounts
+	signIn            []SignInProvider
+	allowRegistration bool
+	jwks              http.Handler
+	cors              corsPolicy
+	trustedProxies    []string
 }
 
 // New returns the HTTP handler of the REST API and the health probes.
@@ -140,6 +165,13 @@ func New(opts Options) (http.Handler, error) {
 		maxBody:  opts.MaxBodyBytes,
 		checks:   append([]Check{{Name: "database", Ping: opts.Books.Ping}}, opts.Checks...),
 		observe:  opts.Observe,
+
+		accounts:          opts.Accounts,
+		signIn:            opts.SignIn,
+		allowRegistration: opts.AllowRegistration,
+		jwks:              opts.JWKS,
+		cors:              newCORSPolicy(opts.CORSOrigins),
+		trustedProxies:    opts.TrustedProxies,
 	}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -147,12 +179,12 @@ func New(opts Options) (http.Handler, error) {
 	if a.maxBody == 0 {
 		a.maxBody = DefaultMaxBodyBytes
 	}
-	return a.routes(), nil
+	return a.routes()
 }
 
 // routes builds the gin engine. gin.New, not gin.Default: bookhub installs
 // its own logger and recovery so both speak slog and problem+json.
-func (a *api) routes() *gin.Engine {
+func (a *api) routes() (*gin.Engine, error) {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	// A redirect would turn a POST to /books/ into a confusing 307; an API
@@ -160,8 +192,13 @@ func (a *api) routes() *gin.Engine {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true
+	// A nil list trusts no proxy: gin's default trusts every one, which
+	// would let any client pick the address its rate limit keys on.
+	if err := r.SetTrustedProxies(a.trustedProxies); err != nil {
+		return nil, fmt.Errorf("rest: Options.TrustedProxies: %w", err)
+	}
 
-	r.Use(a.requestID, a.accessLog, a.renderErrors, a.recovery, a.limitBody)
+	r.Use(a.requestID, a.accessLog, a.renderErrors, a.recovery, a.cors.handle, a.limitBody)
 	r.NoRoute(handle(func(*gin.Context) error {
 		return newError(kindNotFound, "no such route")
 	}))
@@ -173,8 +210,10 @@ func (a *api) routes() *gin.Engine {
 	get(r, "/readyz", a.readyz)
 
 	v1 := r.Group("/api/v1")
-	get(v1, "/books", handle(a.listBooks))
-	get(v1, "/books/:id", a.bookID, handle(a.getBook))
+	// Reads are public; a token, when sent, must be valid, and an editor's
+	// or admin's shows the staff-only fields.
+	get(v1, "/books", a.optionalIdentity, handle(a.listBooks))
+	get(v1, "/books/:id", a.optionalIdentity, a.bookID, handle(a.getBook))
 
 	editor := v1.Group("", a.requireRole(auth.RoleEditor))
 	editor.POST("/books", requireJSON(false), handle(a.createBook))
@@ -183,7 +222,15 @@ func (a *api) routes() *gin.Engine {
 
 	admin := v1.Group("", a.requireRole(auth.RoleAdmin))
 	admin.DELETE("/books/:id", a.bookID, handle(a.deleteBook))
-	return r
+
+	if a.accounts != nil {
+		a.authRoutes(v1)
+	}
+	if a.jwks != nil {
+		r.GET("/.well-known/jwks.json", gin.WrapH(a.jwks))
+		r.HEAD("/.well-known/jwks.json", gin.WrapH(a.jwks))
+	}
+	return r, nil
 }
 
 // get registers a GET route and its HEAD twin (RFC 9110 §9.3.2: HEAD is GET

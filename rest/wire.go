@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,10 @@ type bookJSON struct {
 	Version   int64   `json:"version"`
 	CreatedAt string  `json:"created_at"`
 	UpdatedAt string  `json:"updated_at"`
+	// CostPrice and Supplier are staff-only: present for editors and
+	// admins, absent for everybody else (see toBookJSON).
+	CostPrice *cents  `json:"cost_price,omitempty"`
+	Supplier  *string `json:"supplier,omitempty"`
 }
 
 // listJSON is the body of GET /api/v1/books.
@@ -42,7 +47,8 @@ type positionJSON struct {
 	Epoch   string `json:"epoch"`
 }
 
-func toBookJSON(b store.Book) bookJSON {
+// toBookJSON converts a book; staff adds the staff-only fields.
+func toBookJSON(b store.Book, staff bool) bookJSON {
 	out := bookJSON{
 		ID:        b.ID,
 		Title:     b.Title,
@@ -57,16 +63,34 @@ func toBookJSON(b store.Book) bookJSON {
 		isbn := b.ISBN
 		out.ISBN = &isbn
 	}
+	if staff {
+		cost, supplier := cents(b.CostCents), b.Supplier
+		out.CostPrice, out.Supplier = &cost, &supplier
+	}
 	return out
 }
 
-// EncodeBook returns the book's wire JSON, as REST responses carry it. The
+// EncodeBook returns the book's wire JSON as staff see it over REST. The
 // relay renders events with it too, so WebSocket subscribers see exactly
-// what REST returns.
-func EncodeBook(b store.Book) ([]byte, error) { return encodeBook(b) }
+// what REST returns; PublicBook derives what everybody else sees.
+func EncodeBook(b store.Book) ([]byte, error) { return encodeBook(b, true) }
 
-func encodeBook(b store.Book) ([]byte, error) {
-	body, err := json.Marshal(toBookJSON(b))
+// StaffFields are the JSON members of a book only editors and admins see.
+var StaffFields = []string{"cost_price", "supplier"}
+
+// PublicBook strips the staff-only fields from a book's wire JSON (as
+// EncodeBook made it), for viewers' WebSocket frames.
+func PublicBook(staffJSON []byte) ([]byte, error) {
+	var in bookJSON
+	if err := json.Unmarshal(staffJSON, &in); err != nil {
+		return nil, fmt.Errorf("decode book: %w", err)
+	}
+	in.CostPrice, in.Supplier = nil, nil
+	return json.Marshal(in)
+}
+
+func encodeBook(b store.Book, staff bool) ([]byte, error) {
+	body, err := json.Marshal(toBookJSON(b, staff))
 	if err != nil {
 		return nil, fmt.Errorf("encode book %d: %w", b.ID, err)
 	}
@@ -83,6 +107,16 @@ type cents int64
 
 // MarshalJSON implements json.Marshaler.
 func (c cents) MarshalJSON() ([]byte, error) { return appendCents(nil, int64(c)), nil }
+
+// UnmarshalJSON reads what MarshalJSON wrote (PublicBook re-reads books).
+func (c *cents) UnmarshalJSON(b []byte) error {
+	v, err := parseDecimal(string(b), 2, math.MaxInt64)
+	if err != nil {
+		return fmt.Errorf("amount %s: %w", b, err)
+	}
+	*c = cents(v)
+	return nil
+}
 
 func appendCents(dst []byte, v int64) []byte {
 	u := uint64(v)

@@ -124,7 +124,7 @@ func TestCLI(t *testing.T) {
 	}
 	run := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
-		code := cli(context.Background(), args, env, &out, &errb)
+		code := cli(context.Background(), args, env, strings.NewReader(""), &out, &errb)
 		return code, out.String(), errb.String()
 	}
 
@@ -177,7 +177,7 @@ func TestCLI(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		code := cli(ctx, []string{"serve"}, envBad, &out, &errb)
+		code := cli(ctx, []string{"serve"}, envBad, strings.NewReader(""), &out, &errb)
 		if code == 0 || !strings.Contains(errb.String(), config.EnvDatabaseURL) || strings.Contains(errb.String(), "hunter2") {
 			t.Fatalf("exit %d, stderr %q", code, errb.String())
 		}

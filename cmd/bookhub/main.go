@@ -2,6 +2,7 @@
 //
 //	bookhub [serve] [flags]     run an instance (the default)
 //	bookhub token --sub NAME --role viewer|editor|admin [--ttl 1h]
+//	bookhub user create|list|set-role|disable|enable [--email E] [--role R]
 //	bookhub healthcheck [--url http://127.0.0.1:8080/readyz]
 //	bookhub version
 package main
@@ -28,11 +29,11 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(cli(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	os.Exit(cli(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr))
 }
 
 // cli runs one subcommand and returns the process exit code.
-func cli(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func cli(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
@@ -43,6 +44,8 @@ func cli(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = serve(ctx, args, getenv, stdout, stderr)
 	case "token":
 		err = token(args, getenv, stdout, stderr)
+	case "user":
+		err = userCommand(ctx, args, getenv, stdin, stdout, stderr)
 	case "healthcheck":
 		err = healthcheck(ctx, args, stderr)
 	case "version":
@@ -80,6 +83,11 @@ func usage(w io.Writer) {
   bookhub [serve] [flags]        run an instance (bookhub serve -h lists the flags)
   bookhub token --sub NAME --role viewer|editor|admin [--ttl 1h]
                                  print a signed access token
+  bookhub user create --email E --role viewer|editor|admin [--name N]
+                                 create an account; the password is prompted for, or read from stdin
+  bookhub user list              list the accounts
+  bookhub user set-role --email E --role R
+  bookhub user disable|enable --email E
   bookhub healthcheck [--url U]  exit 0 when U (default http://127.0.0.1:8080/readyz) answers 200
   bookhub version                print the version
 `)
