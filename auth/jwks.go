@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -48,8 +49,8 @@ func marshalJWKS(keys []Key) ([]byte, error) {
 
 // JWKS returns the RFC 7517 JSON Web Key Set of the public keys t verifies
 // with, signing key first. HS256 keys never appear, so with only HS256 keys
-// it is {"keys":[]}. The caller may not modify the result.
-func (t *Tokens) JWKS() []byte { return t.jwks }
+// it is {"keys":[]}. The result is a copy.
+func (t *Tokens) JWKS() []byte { return bytes.Clone(t.jwks) }
 
 // JWKSHandler serves JWKS() to GET and HEAD (anything else gets 405) as
 // application/jwk-set+json. It may be cached for five minutes: a new key is
