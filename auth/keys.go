@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -109,10 +110,11 @@ func checkKeyID(id string) error {
 	return nil
 }
 
-// kidFor derives a stable key id from an HS256 secret, so every instance
-// sharing the secret agrees on it. It is a domain-separated hash truncated to
-// 64 bits: it names the key without revealing anything usable about it.
-func kidFor(secret []byte) string {
+// KeyID derives a key id ("kid") from key material (an HS256 secret, an
+// Ed25519 public key) without revealing it, so every instance configured
+// with the same key names it alike and a rotated-out key keeps its id. It
+// is a domain-separated hash truncated to 64 bits.
+func KeyID(secret []byte) string {
 	h := sha256.New()
 	h.Write([]byte("bookhub-kid"))
 	h.Write(secret)
@@ -165,4 +167,14 @@ func MarshalEdDSAPrivateKeyPEM(priv ed25519.PrivateKey) ([]byte, error) {
 		return nil, fmt.Errorf("marshal Ed25519 key: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// DeriveKey derives a 32-byte key for one purpose from the shared secret
+// (HKDF-SHA256, the purpose as info), so that no two uses of the secret
+// share a key and none uses the JWT key itself.
+func DeriveKey(secret []byte, purpose string) ([]byte, error) {
+	if len(secret) < MinSecretLen {
+		return nil, fmt.Errorf("derive %s key: secret is %d bytes, want at least %d", purpose, len(secret), MinSecretLen)
+	}
+	return hkdf.Key(sha256.New, secret, nil, purpose, sha256.Size)
 }

@@ -151,3 +151,18 @@ func TestParseEdDSAPrivateKeyPEMRefuses(t *testing.T) {
 		})
 	}
 }
+
+func TestDeriveKey(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	a, err := auth.DeriveKey(secret, "purpose a")
+	if err != nil || len(a) != 32 {
+		t.Fatalf("DeriveKey: %x %v", a, err)
+	}
+	b, _ := auth.DeriveKey(secret, "purpose b")
+	if string(a) == string(b) || string(a) == string(secret) {
+		t.Fatal("keys for two purposes, or key and secret, are equal")
+	}
+	if _, err := auth.DeriveKey(secret[:31], "short"); err == nil {
+		t.Fatal("DeriveKey accepted a short secret")
+	}
+}

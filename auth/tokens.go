@@ -62,7 +62,7 @@ func New(secret []byte, opts Options) (*Tokens, error) {
 	if len(secret) < MinSecretLen {
 		return nil, fmt.Errorf("jwt secret is %d bytes, want at least %d", len(secret), MinSecretLen)
 	}
-	k, err := HS256Key(kidFor(secret), secret)
+	k, err := HS256Key(KeyID(secret), secret)
 	if err != nil {
 		return nil, err
 	}
