@@ -1,6 +1,41 @@
-// Package auth issues and verifies bookhub's access tokens: HS256 JWTs with
-// "sub", "role" and "exp" claims. The algorithm is pinned, so a token signed
-// with anything else (including "none") is refused.
+// Package auth is bookhub's token, key and password material. It holds no
+// HTTP routes, no Redis and no database: the accounts and sessions packages
+// build on it.
+//
+// # Access tokens
+//
+// An access token is a short-lived JWT (RFC 9068 profile, header "typ":
+// "at+jwt") carrying "sub", "role", "iss", "aud", "exp", "iat", "nbf", a
+// random 128-bit "jti", and optionally "sid" (the session, i.e. the refresh
+// token family it was minted from) and "gen" (the user's token generation;
+// bumping a user's generation revokes every access token minted before).
+// Verification is stateless: the signature, the audience, the issuer and the
+// times are checked here; comparing "gen" or "sid" against current state is
+// the caller's job.
+//
+// # Keys and rotation
+//
+// Every token names its key in the header's "kid". [Tokens] signs with one
+// key and verifies with that key plus any number of verify-only keys, so a
+// new signing key can be rolled out while tokens signed by the old one keep
+// verifying until they expire. The key is chosen by "kid" alone and the
+// token's "alg" must be exactly that key's algorithm, which rules out
+// algorithm confusion (HS256 signed with an Ed25519 public key, RS256, or
+// "none"). HS256 keys are shared secrets and never leave the process; EdDSA
+// (Ed25519) public keys are published as a JWKS by [Tokens.JWKSHandler].
+//
+// # Refresh tokens
+//
+// Refresh tokens are opaque random strings ("bhr_" + 256 random bits), never
+// JWTs, so one can never pass for an access token; only their SHA-256 is
+// stored ([HashRefreshToken]).
+//
+// # Passwords
+//
+// [Passwords] hashes with argon2id in PHC string format, bounds the number of
+// concurrent hashes, and offers [Passwords.VerifyDummy] so a login for an
+// unknown email costs the same as one for a known email. [CheckPassword] is
+// the password policy.
 package auth
 
 import (
@@ -9,8 +44,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // Role is what a token's holder may do.
@@ -23,13 +56,25 @@ const (
 	RoleAdmin  Role = "admin"
 )
 
-var rank = map[Role]int{RoleViewer: 1, RoleEditor: 2, RoleAdmin: 3}
-
 // Valid reports whether r is one of the known roles.
-func (r Role) Valid() bool { return rank[r] > 0 }
+func (r Role) Valid() bool { return r.rank() > 0 }
 
 // AtLeast reports whether r is as privileged as min.
-func (r Role) AtLeast(min Role) bool { return r.Valid() && rank[r] >= rank[min] }
+func (r Role) AtLeast(min Role) bool { return r.Valid() && r.rank() >= min.rank() }
+
+// rank orders the roles; a switch rather than a package-level map keeps the
+// package free of mutable globals.
+func (r Role) rank() int {
+	switch r {
+	case RoleViewer:
+		return 1
+	case RoleEditor:
+		return 2
+	case RoleAdmin:
+		return 3
+	}
+	return 0
+}
 
 // ParseRole parses a role name.
 func ParseRole(s string) (Role, error) {
@@ -40,11 +85,21 @@ func ParseRole(s string) (Role, error) {
 	return r, nil
 }
 
-// Identity is who a verified token speaks for.
+// Identity is who a verified access token speaks for.
 type Identity struct {
 	Subject   string
 	Role      Role
 	ExpiresAt time.Time
+	// IssuedAt is the token's "iat", to the second.
+	IssuedAt time.Time
+	// TokenID is the token's "jti": unique per token, for deny lists and logs.
+	TokenID string
+	// Session is the "sid" claim, the refresh-token family the token was
+	// minted from; empty for tokens not tied to a session (CLI, tests).
+	Session string
+	// Generation is the "gen" claim; the caller refuses the token when the
+	// user's current generation is higher.
+	Generation uint64
 }
 
 // Errors returned by Verify. Both wrap the underlying reason.
@@ -52,98 +107,6 @@ var (
 	ErrMissingToken = errors.New("missing token")
 	ErrInvalidToken = errors.New("invalid token")
 )
-
-// MinSecretLen is the shortest secret accepted for HS256 (256 bits).
-const MinSecretLen = 32
-
-// Tokens signs and verifies tokens with one shared secret. It is safe for
-// concurrent use.
-type Tokens struct {
-	secret []byte
-	now    func() time.Time
-	parser *jwt.Parser
-}
-
-// Options tune Tokens. The zero value is fine.
-type Options struct {
-	// Now is the clock; nil means time.Now. Tests set it.
-	Now func() time.Time
-	// Leeway tolerates clock skew between instances when checking "exp".
-	// Zero means 5 seconds.
-	Leeway time.Duration
-}
-
-// New returns Tokens using secret, which must be at least MinSecretLen bytes.
-func New(secret []byte, opts Options) (*Tokens, error) {
-	if len(secret) < MinSecretLen {
-		return nil, fmt.Errorf("jwt secret is %d bytes, want at least %d", len(secret), MinSecretLen)
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.Leeway == 0 {
-		opts.Leeway = 5 * time.Second
-	}
-	return &Tokens{
-		secret: append([]byte(nil), secret...),
-		now:    opts.Now,
-		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-			jwt.WithExpirationRequired(),
-			jwt.WithLeeway(opts.Leeway),
-			jwt.WithTimeFunc(opts.Now),
-		),
-	}, nil
-}
-
-type claims struct {
-	Role Role `json:"role"`
-	jwt.RegisteredClaims
-}
-
-// Issue returns a signed token for sub with role, valid for ttl.
-func (t *Tokens) Issue(sub string, role Role, ttl time.Duration) (string, error) {
-	if sub == "" {
-		return "", errors.New("issue token: empty subject")
-	}
-	if !role.Valid() {
-		return "", fmt.Errorf("issue token: unknown role %q", role)
-	}
-	if ttl <= 0 {
-		return "", fmt.Errorf("issue token: ttl %s is not positive", ttl)
-	}
-	now := t.now()
-	c := claims{Role: role, RegisteredClaims: jwt.RegisteredClaims{
-		Subject:   sub,
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
-	}}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(t.secret)
-	if err != nil {
-		return "", fmt.Errorf("issue token: %w", err)
-	}
-	return s, nil
-}
-
-// Verify checks a token's signature, algorithm, expiry and claims.
-// Every failure wraps ErrInvalidToken (or ErrMissingToken for "").
-func (t *Tokens) Verify(token string) (Identity, error) {
-	if token == "" {
-		return Identity{}, ErrMissingToken
-	}
-	var c claims
-	_, err := t.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.secret, nil })
-	if err != nil {
-		return Identity{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
-	}
-	if c.Subject == "" {
-		return Identity{}, fmt.Errorf("%w: no sub claim", ErrInvalidToken)
-	}
-	if !c.Role.Valid() {
-		return Identity{}, fmt.Errorf("%w: unknown role %q", ErrInvalidToken, c.Role)
-	}
-	return Identity{Subject: c.Subject, Role: c.Role, ExpiresAt: c.ExpiresAt.Time}, nil
-}
 
 // FromRequest returns the token of r: from "Authorization: Bearer <token>"
 // or, for clients that cannot set headers (browsers' WebSocket, wscat), from

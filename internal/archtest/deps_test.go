@@ -58,6 +58,8 @@ func TestDependencyDirections(t *testing.T) {
 		{pkg: "rest", direct: true, forbidden: []string{"gorm.io/gorm"}},
 		{pkg: "rest", forbidden: []string{module + "/hub"}},
 		{pkg: "events", forbidden: []string{"github.com/gin-gonic/gin", "gorm.io/gorm", module + "/hub", module + "/rest", module + "/store"}},
+		// auth is a leaf: tokens and passwords, no transport or storage.
+		{pkg: "auth", forbidden: []string{"github.com/gin-gonic/gin", "gorm.io/gorm", "github.com/redis/go-redis/v9", module + "/"}, allowed: module + "/auth"},
 		{pkg: "loadtest", forbidden: []string{module + "/"}, allowed: module + "/loadtest"},
 		{pkg: "", forbidden: []string{module + "/cmd/"}},
 	}
