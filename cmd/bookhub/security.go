@@ -50,7 +50,7 @@ func newTokens(cfg config.Config, secret []byte) (*auth.Tokens, error) {
 	opts := auth.Options{Issuer: sec.Issuer, Audience: sec.Audience}
 	var previous []auth.Key
 	for i, s := range sec.PreviousSecrets {
-		k, err := auth.HS256Key(auth.KeyIDFor([]byte(s)), []byte(s))
+		k, err := auth.HS256Key(auth.KeyID([]byte(s)), []byte(s))
 		if err != nil {
 			return nil, fmt.Errorf("%s entry %d: %w", config.EnvJWTPreviousSecrets, i+1, err)
 		}
@@ -69,7 +69,7 @@ func newTokens(cfg config.Config, secret []byte) (*auth.Tokens, error) {
 		if signing, err = loadEdDSAKey(sec.KeyFile); err != nil {
 			return nil, fmt.Errorf("%s: %w", config.EnvJWTKeyFile, err)
 		}
-	} else if signing, err = auth.HS256Key(auth.KeyIDFor(secret), secret); err != nil {
+	} else if signing, err = auth.HS256Key(auth.KeyID(secret), secret); err != nil {
 		return nil, fmt.Errorf("%s: %w", config.EnvJWTSecret, err)
 	}
 	t, err := auth.NewWithKeys(signing, previous, opts)
@@ -90,7 +90,7 @@ func loadEdDSAKey(path string) (auth.Key, error) {
 	if err != nil {
 		return auth.Key{}, fmt.Errorf("%s: %w", path, err)
 	}
-	return auth.EdDSAKey(auth.KeyIDFor(priv.Public().(ed25519.PublicKey)), priv)
+	return auth.EdDSAKey(auth.KeyID(priv.Public().(ed25519.PublicKey)), priv)
 }
 
 // openSecurity wires tokens, passwords, the shared state (Redis when
@@ -170,11 +170,15 @@ func (s *security) Close() {
 // cannot be reached at start fails the start: an instance that silently
 // lacks a sign-in button is harder to debug than one that says why.
 func (s *security) startSignIn(ctx context.Context, cfg config.Config, secret []byte, logger *slog.Logger) error {
+	flowKey, err := auth.DeriveKey(secret, "bookhub oidc flow v1")
+	if err != nil {
+		return err
+	}
 	for _, p := range cfg.Security.OIDC {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		prov, err := signin.New(dctx, signin.Config{Name: p.Name, IssuerURL: p.Issuer, ClientID: p.ClientID,
 			ClientSecret: string(p.ClientSecret), RedirectURL: p.RedirectURL},
-			signin.Options{StateKey: auth.DeriveKey(secret, "bookhub oidc flow"), Logger: logger})
+			signin.Options{StateKey: flowKey, Logger: logger})
 		cancel()
 		if err != nil {
 			return fmt.Errorf("%s: %w", config.EnvOIDCIssuer, err)
