@@ -78,8 +78,10 @@ func TestRevokeRefuses(t *testing.T) {
 		{"ErrNoUntil", authstate.Revocation{Session: "s"}, "Until"},
 	}
 	impls := map[string]func(t *testing.T) authstate.Revocations{
-		"Memory": func(t *testing.T) authstate.Revocations { return authstate.NewMemoryRevocations(authstate.RevocationOptions{}) },
-		"Redis":  func(t *testing.T) authstate.Revocations { return newRedisRevocations(t, authstate.RevocationOptions{}) },
+		"Memory": func(t *testing.T) authstate.Revocations {
+			return authstate.NewMemoryRevocations(authstate.RevocationOptions{})
+		},
+		"Redis": func(t *testing.T) authstate.Revocations { return newRedisRevocations(t, authstate.RevocationOptions{}) },
 	}
 	for impl, mk := range impls {
 		t.Run(impl, func(t *testing.T) {
@@ -128,7 +130,7 @@ func TestMemoryRevocations(t *testing.T) {
 	revoke(authstate.Revocation{Subject: "alice", MinGeneration: 3, Until: t0.Add(20 * time.Minute)}) // lower: merged, not lowered
 	revoke(authstate.Revocation{Session: "fam-1", Until: t0.Add(5 * time.Minute)})
 	revoke(authstate.Revocation{Session: "fam-1", Until: t0.Add(5 * time.Minute)}) // the same again
-	revoke(authstate.Revocation{Session: "old", Until: t0.Add(-time.Second)})       // covers only expired tokens
+	revoke(authstate.Revocation{Session: "old", Until: t0.Add(-time.Second)})      // covers only expired tokens
 
 	tests := []struct {
 		name    string
