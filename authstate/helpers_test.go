@@ -83,3 +83,25 @@ func (c *clock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 	c.mu.Unlock()
 }
+
+// waitExpired waits until Redis has expired key: the condition itself,
+// checked every few milliseconds, rather than a guess at how long it takes.
+func waitExpired(ctx context.Context, t testing.TB, c *redisconn.Client, key string) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n, err := c.Exists(ctx, key).Result()
+		if err != nil {
+			t.Fatalf("EXISTS %s: %v", key, err)
+		}
+		if n == 0 {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("%s never expired: %v", key, ctx.Err())
+		}
+	}
+}
