@@ -211,8 +211,9 @@ func (r *RedisRevocations) sync(ctx context.Context, first bool) error {
 		rv, err := decodeRevocation(m)
 		if err != nil {
 			// Not ours (a newer or broken writer): skip it rather than
-			// stop learning the others.
-			r.log.fail(err)
+			// stop learning the others. Logged once per reload, and
+			// reloads happen only when the set changes.
+			r.log.log.Warn("skipping unreadable revocation", "err", err)
 			continue
 		}
 		got[m] = rv

@@ -3,10 +3,13 @@ package authstate_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/bookhub/bookhub/authstate"
 	"github.com/bookhub/bookhub/internal/testenv"
@@ -208,6 +211,9 @@ func newRedisRevocations(t testing.TB, o authstate.RevocationOptions) *authstate
 
 func startRedisRevocations(t testing.TB, c *redisconn.Client, keys redisconn.Keys, o authstate.RevocationOptions) *authstate.RedisRevocations {
 	t.Helper()
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler) // expected failures would clutter the test output
+	}
 	r, err := authstate.NewRedisRevocations(testCtx(t, 5*time.Second), c, keys, o)
 	if err != nil {
 		t.Fatalf("NewRedisRevocations: %v", err)
@@ -281,7 +287,7 @@ func TestRedisRevocationsExpire(t *testing.T) {
 	c, keys := sharedRedis(t)
 	// A clock of our own that starts at the real time: Redis's own clock
 	// only decides when the whole set expires, at the last Until.
-	clk := &clock{now: time.Now()}
+	clk := &clock{now: time.Now().Truncate(time.Millisecond)} // Redis keeps Until in ms
 	a := startRedisRevocations(t, c, keys, authstate.RevocationOptions{Now: clk.Now})
 	ctx := testCtx(t, 10*time.Second)
 	revoke := func(session string, ttl time.Duration) {
@@ -381,5 +387,32 @@ func TestNewRedisRevocationsRefuses(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestRedisRevocationsSkipUnreadableMembers(t *testing.T) {
+	c, keys := sharedRedis(t)
+	ctx := testCtx(t, 10*time.Second)
+	score := float64(time.Now().Add(time.Minute).UnixMilli())
+	for _, m := range []string{"not json", `{"u":1}`, `{"x":"","u":99999999999999}`} {
+		if err := c.ZAdd(ctx, keys.Revocations(), redis.Z{Score: score, Member: m}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := startRedisRevocations(t, c, keys, authstate.RevocationOptions{})
+	if err := a.Revoke(ctx, authstate.Revocation{Session: "good", Until: time.Now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	var logs testenv.LogBuffer
+	log := newRevocationLog()
+	b := startRedisRevocations(t, c, keys, authstate.RevocationOptions{Logger: logs.Logger(), OnRevoke: log.onRevoke})
+	if !b.IsRevoked("", 0, "good") {
+		t.Error("a readable revocation next to unreadable ones was not learned")
+	}
+	if n := len(log.all()); n != 1 {
+		t.Errorf("learned %d revocations, want only the readable one: %+v", n, log.all())
+	}
+	if n := logs.Count("skipping unreadable revocation"); n != 3 {
+		t.Errorf("logged %d unreadable members, want 3:\n%s", n, logs.String())
 	}
 }

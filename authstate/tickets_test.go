@@ -234,3 +234,22 @@ func TestNewRedisTicketsRefuses(t *testing.T) {
 		t.Errorf("bad prefix: %v", err)
 	}
 }
+
+func TestMemoryTicketsPruned(t *testing.T) {
+	clk := newClock()
+	tk := authstate.NewMemoryTickets(authstate.TicketOptions{Now: clk.Now})
+	ctx := testCtx(t, 5*time.Second)
+	for i := range 100 {
+		ttl := time.Duration(i%10+1) * time.Second
+		if _, err := tk.Issue(ctx, []byte("x"), ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(5 * time.Second) // tickets of 1s..5s have expired
+	if _, err := tk.Issue(ctx, nil, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if n := authstate.StoredTickets(tk); n != 51 {
+		t.Errorf("%d tickets stored after expiry, want 51 (50 live + the new one)", n)
+	}
+}

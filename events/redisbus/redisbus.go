@@ -5,7 +5,8 @@
 // # Channel layout
 //
 // Every book event travels on one Redis channel, Options.Prefix followed by
-// "{books}:events" (so "bookhub:{books}:events" by default). Each message is
+// "{books}:events" (so "bookhub:{books}:events" by default; the name comes
+// from redisconn.Keys.Events, with every other bookhub key). Each message is
 // an events.Event in JSON, signed (see Wire format). One channel for all
 // books was chosen over one channel per book because it keeps a total
 // order: every subscriber sees the events of one publishing instance in
