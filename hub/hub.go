@@ -286,12 +286,12 @@ func New(opts Options) (*Hub, error) {
 		}
 	}
 	h := &Hub{
-		opts:       opts,
-		log:        opts.Logger,
-		obs:        opts.Observer,
-		channels:   make(map[string]map[*conn]*subscription),
-		conns:      make(map[*conn]struct{}),
-		perSubject: make(map[string]int),
+		opts:        opts,
+		log:         opts.Logger,
+		obs:         opts.Observer,
+		channels:    make(map[string]map[*conn]*subscription),
+		conns:       make(map[*conn]struct{}),
+		perSubject:  make(map[string]int),
 		revocations: revocations{inflight: make(map[uint64]int)},
 	}
 	h.maxSubscribeLen = opts.MaxSubscriptions * (MaxChannelLen + 1)
