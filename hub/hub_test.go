@@ -30,6 +30,8 @@ func TestNew(t *testing.T) {
 		{"OKNegativeMaxConnsPerSubjectIsNoCap", func(o *hub.Options) { o.MaxConnsPerSubject = -1 }, ""},
 		{"ErrBadOriginPattern", func(o *hub.Options) { o.OriginPatterns = []string{"ok.example", "[bad"} }, "[bad"},
 		{"ErrNegativeHistoryTimeout", func(o *hub.Options) { o.HistoryTimeout = -time.Second }, "negative"},
+		{"ErrNegativeReauthenticateTimeout", func(o *hub.Options) { o.ReauthenticateTimeout = -time.Second }, "negative"},
+		{"OKNegativeExpiryWarningDisables", func(o *hub.Options) { o.ExpiryWarning = -1 }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

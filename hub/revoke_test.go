@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -192,5 +193,41 @@ func TestRevokeConcurrent(t *testing.T) {
 	}
 	if n < 10 {
 		t.Fatalf("%d sockets closed as revoked, want at least 10", n)
+	}
+}
+
+// TestRevokeDropsTheQueue: a revoked socket is closed after the frame in
+// flight, not after everything still queued for it.
+func TestRevokeDropsTheQueue(t *testing.T) {
+	cs := credentials{"a": {id: hub.Identity{Subject: "ann", Session: "s1"}}}
+	e := newEnv(t, withCredentials(cs, func(o *hub.Options) {
+		o.SendQueueMessages = 1 << 16
+		o.SendQueueBytes = 64 << 20
+	}))
+	c := e.dialToken(t, "a", "subscribe=books", nil)
+	c.expectType("welcome")
+	c.expectType("subscribed")
+	const n = 20000 // 20 MB: more than loopback buffers hold, so most stays queued
+	data := []byte(`{"pad":"` + strings.Repeat("x", 1000) + `"}`)
+	for range n {
+		e.hub.Publish(pub([]string{"books"}, data))
+	}
+	if got := e.hub.Revoke(func(id hub.Identity) bool { return id.Session == "s1" }); got != 1 {
+		t.Fatalf("Revoke = %d, want 1", got)
+	}
+	events := 0
+	for {
+		_, _, err := c.ws.Read(testContext(t))
+		if err == nil {
+			events++
+			continue
+		}
+		if websocket.CloseStatus(err) != 3001 {
+			t.Fatalf("read ended with %v after %d events, want close 3001", err, events)
+		}
+		break
+	}
+	if events >= n {
+		t.Fatalf("received all %d events before the close, want the queue dropped", events)
 	}
 }
