@@ -26,6 +26,9 @@ var (
 	closeSlowConsumer = closeRequest{websocket.StatusPolicyViolation, "slow consumer: send queue full", ReasonSlowConsumer}
 	closeTokenExpired = closeRequest{3000, "token expired", ReasonTokenExpired} // 3000: IANA "Unauthorized"
 	closeShutdown     = closeRequest{websocket.StatusGoingAway, "server shutting down", ReasonShutdown}
+	// 3001: the credential was withdrawn (signed out, password changed,
+	// account disabled); the client must sign in again, not just retry.
+	closeRevoked = closeRequest{3001, "token revoked", ReasonRevoked}
 	// RFC 6455 section 8.1: a text frame that is not UTF-8 fails the
 	// connection with 1007. Answering it with an error frame would mean
 	// echoing (or mangling) the bytes, and a peer that sends broken text
@@ -36,8 +39,13 @@ var (
 // conn is one subscriber. Idle sockets are the common case, so the struct is
 // kept small and the queue is allocated only while frames are pending.
 type conn struct {
-	hub    *Hub
-	id     uint64
+	hub *Hub
+	id  uint64
+	// subject is ident.Subject, which a refresh never changes; kept apart
+	// so the hub's bookkeeping and logs read it without locking.
+	subject string
+	// ident is written only by the reader goroutine (refresh), under mu:
+	// the reader may read it without mu, everyone else holds mu.
 	ident  Identity
 	remote string
 	ws     *websocket.Conn // set before the writer starts, then read-only
@@ -71,6 +79,11 @@ type conn struct {
 	resuming    bool
 	pinging     bool
 	pingSpoiled bool
+	// expiry fires at ident's next token event (see token.go); nil while
+	// the identity never expires. warned is set once token_expiring has
+	// been sent for the current identity.
+	expiry *time.Timer
+	warned bool
 }
 
 func (c *conn) wake() {
@@ -96,7 +109,11 @@ func (c *conn) enqueue(frame []byte) bool {
 // last one queued on sub is a duplicate and dropped; while sub replays
 // history the frame is held instead (and a client whose held frames
 // outgrow its queue is a slow consumer).
-func (c *conn) enqueueEvent(sub *subscription, pos Position, key string, frame []byte) {
+//
+// The frame is taken from frames for the connection's current variant, and
+// only once it is known to be needed, so a publication encodes nothing for
+// connections that drop it.
+func (c *conn) enqueueEvent(sub *subscription, pos Position, key string, frames *frameSet) {
 	c.mu.Lock()
 	var ok, slow bool
 	switch {
@@ -107,8 +124,9 @@ func (c *conn) enqueueEvent(sub *subscription, pos Position, key string, frame [
 			slow = true
 			break
 		}
-		sub.held = append(sub.held, heldFrame{offset: pos.Offset, epoch: pos.Epoch, key: key, frame: frame})
+		sub.held = append(sub.held, heldFrame{offset: pos.Offset, epoch: pos.Epoch, key: key, frame: frames.frame(c.ident.Variant)})
 	case sub.admit(pos.Offset, pos.Epoch):
+		frame := frames.frame(c.ident.Variant)
 		ok, slow = c.pushEventLocked(frame, frameMeta{sub: sub, key: key, offset: pos.Offset, orig: frame})
 	}
 	c.mu.Unlock()
@@ -307,17 +325,18 @@ func (c *conn) enqueueIncomplete(sub *subscription, epoch string) {
 }
 
 // requestClose asks the writer to close the socket with req. The first
-// request wins.
-func (c *conn) requestClose(req closeRequest) {
+// request wins; it reports whether this one did.
+func (c *conn) requestClose(req closeRequest) bool {
 	c.mu.Lock()
-	c.closeLocked(req)
+	won := c.closeLocked(req)
 	c.mu.Unlock()
 	c.wake()
+	return won
 }
 
-func (c *conn) closeLocked(req closeRequest) {
+func (c *conn) closeLocked(req closeRequest) bool {
 	if c.closeReq.code != 0 {
-		return
+		return false
 	}
 	c.closeReq = req
 	c.queue, c.meta = nil, nil // pending frames will never be sent: release them now
@@ -329,6 +348,7 @@ func (c *conn) closeLocked(req closeRequest) {
 	case c.drained <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // setReason records why the connection ended unless a reason is known.
@@ -392,19 +412,11 @@ func (c *conn) writeLoop() {
 	opts := &c.hub.opts
 	ping := time.NewTicker(opts.PingInterval)
 	defer ping.Stop()
-	var expire <-chan time.Time
-	if !c.ident.ExpiresAt.IsZero() {
-		t := time.NewTimer(time.Until(c.ident.ExpiresAt))
-		defer t.Stop()
-		expire = t.C
-	}
 	deadline := frameDeadline{expired: func() { c.setReason(ReasonWriteError) }}
 	defer deadline.release()
 	for {
 		select {
 		case <-c.notify:
-		case <-expire:
-			c.requestClose(closeTokenExpired)
 		case <-ping.C:
 			if !c.beginPing() {
 				continue // a replay: its frame writes are bounded by WriteTimeout instead
@@ -561,6 +573,8 @@ func (c *conn) handle(data []byte) {
 	switch m.Type {
 	case "ping":
 		c.reply(reply{Type: "pong", ID: m.ID})
+	case "refresh":
+		c.refresh(m.Token, m.ID)
 	case "subscribe", "unsubscribe":
 		if m.Channel == nil || *m.Channel == "" {
 			c.reply(errorReply(m.ID, codeMissingChannel))
@@ -577,6 +591,10 @@ func (c *conn) handle(data []byte) {
 				return
 			}
 			c.reply(reply{Type: "unsubscribed", ID: m.ID, Channel: ch})
+			return
+		}
+		if !c.hub.authorized(c.ident, ch) {
+			c.reply(errorReply(m.ID, codeForbiddenChannel))
 			return
 		}
 		from, ok := parseSinceMessage(m.Since)
@@ -658,6 +676,6 @@ func (c *conn) logf(level slog.Level, msg string, attrs ...slog.Attr) {
 	if !log.Enabled(context.Background(), level) {
 		return
 	}
-	attrs = append(attrs, slog.Uint64("conn", c.id), slog.String("sub", c.ident.Subject), slog.String("remote", c.remote))
+	attrs = append(attrs, slog.Uint64("conn", c.id), slog.String("sub", c.subject), slog.String("remote", c.remote))
 	log.LogAttrs(context.Background(), level, msg, attrs...)
 }

@@ -25,6 +25,7 @@ var (
 	kindUnauthorized     = problem.Unauthorized
 	kindInvalidParameter = problem.InvalidParameter
 	kindTooManyConns     = newKind(http.StatusTooManyRequests, "too-many-connections", "Too many connections")
+	kindForbiddenChannel = newKind(http.StatusForbidden, "forbidden-channel", "Channel not allowed")
 	kindUnavailable      = problem.Unavailable
 	kindInternal         = problem.Internal
 )

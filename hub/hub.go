@@ -1,16 +1,3 @@
-// Package hub pushes already-encoded events to WebSocket subscribers.
-//
-// The hub knows nothing about what it carries: callers hand Publish a JSON
-// object and a list of channel names, and the hub wraps the object in an
-// envelope and fans it out to the sockets subscribed to each channel.
-// Authentication and channel validation are injected through Options, so the
-// same hub serves any channel scheme and any token format.
-//
-// Every connection owns exactly one reader goroutine (the ServeHTTP
-// goroutine) and one writer goroutine, and a bounded send queue between
-// them. Publish only appends to those queues and never waits on a socket: a
-// client whose queue overflows is disconnected with 1008 "slow consumer" so
-// that it cannot hold back anyone else.
 package hub
 
 import (
@@ -27,13 +14,26 @@ import (
 
 // Identity is who a connection speaks for, as established by the
 // Authenticator before the upgrade.
+//
+// A refresh message replaces a connection's Identity as a whole (see
+// Options.Reauthenticate); the Subject never changes on an open socket.
 type Identity struct {
 	Subject string
 	Role    string
-	// ExpiresAt is when the credential stops being valid; the hub closes the
-	// socket with status 3000 "token expired" at that moment. The zero value
-	// means the connection never expires.
+	// ExpiresAt is when the credential stops being valid; the hub warns the
+	// client ExpiryWarning before (token_expiring) and closes the socket with
+	// status 3000 "token expired" at that moment. The zero value means the
+	// connection never expires.
 	ExpiresAt time.Time
+	// Session and Generation are opaque to the hub: they let a Revoke
+	// matcher find the sockets of one sign-in session, or of credentials
+	// issued before a given generation.
+	Session    string
+	Generation uint64
+	// Variant names the payload variant this connection receives: a
+	// publication's Variants[Variant] when present, else its Data. "" is
+	// the default Data.
+	Variant string
 }
 
 // Authenticator verifies the credentials of an upgrade request. Any error
@@ -82,6 +82,7 @@ const (
 	ReasonTokenExpired   = "token_expired"   // Identity.ExpiresAt passed (closed with 3000)
 	ReasonShutdown       = "shutdown"        // Shutdown was called (closed with 1001)
 	ReasonInvalidUTF8    = "invalid_utf8"    // a text frame was not valid UTF-8 (closed with 1007)
+	ReasonRevoked        = "revoked"         // Revoke matched the connection's identity (closed with 3001)
 )
 
 // queryAllowance is the room in the handshake's query for everything but
@@ -104,6 +105,30 @@ type Options struct {
 	// escaped), so it is also the hub's only input filter for them. It is
 	// never called with a name longer than MaxChannelLen.
 	ValidChannel func(string) bool
+	// Authorize, if set, decides whether id may subscribe to a channel that
+	// ValidChannel accepted: for ?subscribe= (a refusal is a 403 before the
+	// upgrade), for subscribe messages (error forbidden_channel), and again
+	// for every current subscription after a refresh (a channel no longer
+	// allowed is dropped with an unsubscribed frame). Nil allows every
+	// valid channel. It runs on the connection's reader goroutine and must
+	// be cheap: it is called once per channel per check.
+	Authorize func(id Identity, channel string) bool
+	// Reauthenticate, if set, verifies the access token of a refresh
+	// message and returns the identity it stands for; an error answers
+	// invalid_token and leaves the connection as it was. Like
+	// Authenticator, its error is logged and must not contain the token.
+	// It runs on the connection's reader goroutine with a context bounded
+	// by ReauthenticateTimeout. Nil answers refresh with
+	// refresh_unsupported.
+	Reauthenticate func(ctx context.Context, token string) (Identity, error)
+	// ReauthenticateTimeout bounds each call of Reauthenticate. Default 5s.
+	ReauthenticateTimeout time.Duration
+	// ExpiryWarning is how long before Identity.ExpiresAt the client is
+	// sent token_expiring, once per identity, so it can refresh in time.
+	// A connection whose token has less than this left when it opens (or
+	// is refreshed) is warned at once. Default 60s; negative disables the
+	// warning.
+	ExpiryWarning time.Duration
 	// Instance names this process in the welcome frame, so a client behind a
 	// load balancer can tell which instance it reached.
 	Instance string
@@ -179,6 +204,8 @@ const (
 	DefaultMaxReplay          = 10000
 	DefaultShutdownSpread     = 3 * time.Second
 	DefaultHistoryTimeout     = 5 * time.Second
+	DefaultExpiryWarning      = 60 * time.Second
+	DefaultReauthTimeout      = 5 * time.Second
 )
 
 // Stats is a point-in-time snapshot of the hub's size.
@@ -212,13 +239,18 @@ type Hub struct {
 	channels map[string]map[*conn]*subscription
 	subs     int
 
-	// connMu guards conns, perSubject and closing, and orders wg.Add
-	// before wg.Wait.
+	// connMu guards conns, perSubject, closing and the revocation state,
+	// and orders wg.Add before wg.Wait.
 	connMu     sync.Mutex
 	conns      map[*conn]struct{}
 	perSubject map[string]int // admitted connections by Identity.Subject; no zero entries
 	closing    bool
 	wg         sync.WaitGroup
+	revocations
+
+	// encodings counts event frames encoded by Publish, for the benchmark
+	// that shows it does not grow with the subscribers.
+	encodings atomic.Uint64
 }
 
 // New validates opts, fills defaults and returns a ready Hub.
@@ -230,7 +262,8 @@ func New(opts Options) (*Hub, error) {
 		return nil, errors.New("hub: Options.ValidChannel is required")
 	}
 	if opts.SendQueueMessages < 0 || opts.SendQueueBytes < 0 || opts.WriteTimeout < 0 ||
-		opts.PingInterval < 0 || opts.ReadLimit < 0 || opts.MaxSubscriptions < 0 || opts.MaxReplay < 0 || opts.HistoryTimeout < 0 {
+		opts.PingInterval < 0 || opts.ReadLimit < 0 || opts.MaxSubscriptions < 0 || opts.MaxReplay < 0 || opts.HistoryTimeout < 0 ||
+		opts.ReauthenticateTimeout < 0 {
 		return nil, fmt.Errorf("hub: negative option in %+v", limitsOf(opts))
 	}
 	setDefault(&opts.SendQueueMessages, DefaultSendQueueMessages)
@@ -243,6 +276,8 @@ func New(opts Options) (*Hub, error) {
 	setDefault(&opts.MaxReplay, DefaultMaxReplay)
 	setDefault(&opts.HistoryTimeout, DefaultHistoryTimeout)
 	setDefault(&opts.ShutdownSpread, DefaultShutdownSpread)
+	setDefault(&opts.ExpiryWarning, DefaultExpiryWarning)
+	setDefault(&opts.ReauthenticateTimeout, DefaultReauthTimeout)
 	for _, p := range opts.OriginPatterns {
 		// Checked once here, so a typo stops the start instead of turning
 		// every cross-origin handshake into a 403 at request time.
@@ -251,12 +286,13 @@ func New(opts Options) (*Hub, error) {
 		}
 	}
 	h := &Hub{
-		opts:       opts,
-		log:        opts.Logger,
-		obs:        opts.Observer,
-		channels:   make(map[string]map[*conn]*subscription),
-		conns:      make(map[*conn]struct{}),
-		perSubject: make(map[string]int),
+		opts:        opts,
+		log:         opts.Logger,
+		obs:         opts.Observer,
+		channels:    make(map[string]map[*conn]*subscription),
+		conns:       make(map[*conn]struct{}),
+		perSubject:  make(map[string]int),
+		revocations: revocations{inflight: make(map[uint64]int)},
 	}
 	h.maxSubscribeLen = opts.MaxSubscriptions * (MaxChannelLen + 1)
 	h.maxQueryLen = 3*h.maxSubscribeLen + queryAllowance
@@ -283,14 +319,18 @@ func limitsOf(o Options) map[string]any {
 		"WriteTimeout": o.WriteTimeout, "PingInterval": o.PingInterval,
 		"ReadLimit": o.ReadLimit, "MaxSubscriptions": o.MaxSubscriptions,
 		"MaxConnsPerSubject": o.MaxConnsPerSubject, "MaxReplay": o.MaxReplay,
-		"HistoryTimeout": o.HistoryTimeout,
+		"HistoryTimeout": o.HistoryTimeout, "ReauthenticateTimeout": o.ReauthenticateTimeout,
 	}
 }
 
 // Publish delivers p on each of its channels. For every channel the frame
 // {"type":"event","channel":"<ch>","offset":N,"epoch":"<e>",<p.Data's
-// fields>} is encoded once and queued, without blocking, for every current
-// subscriber.
+// fields>} is queued, without blocking, for every current subscriber.
+//
+// A subscriber whose Identity.Variant names one of p.Variants receives that
+// payload instead of Data, and never another variant's. Each frame is
+// encoded at most once per (channel, variant) and only for variants that
+// have a subscriber on the channel, never once per subscriber.
 //
 // A connection subscribed to several of the channels (say "books" and
 // "books:42") receives one frame per channel, each with that channel's
@@ -299,11 +339,11 @@ func limitsOf(o Options) map[string]any {
 // Successive Publish calls from one goroutine reach each subscriber in
 // order, and a subscription never receives an offset at or below one it
 // has already received. A subscriber whose queue is full is disconnected
-// (see Options.SendQueueBytes) and the others are unaffected. Data that is
-// not a JSON object is logged and dropped.
+// (see Options.SendQueueBytes) and the others are unaffected. A publication
+// whose Data or any of whose Variants is not a JSON object is logged and
+// dropped as a whole, so no subscriber gets a partial delivery.
 func (h *Hub) Publish(p Publication) {
-	body, err := eventBody(p.Data)
-	if err != nil {
+	if err := checkPublication(p); err != nil {
 		h.log.Error("hub: dropping event", "err", err)
 		return
 	}
@@ -317,12 +357,12 @@ func (h *Hub) Publish(p Publication) {
 			h.obs.Published(ch, 0, time.Since(start))
 			continue
 		}
-		frame := appendEventFrame(make([]byte, 0, eventFrameLen(pos, body)), ch, pos, body)
+		frames := frameSet{hub: h, pub: &p, pos: pos}
 		h.mu.RLock()
 		subs := h.channels[ch]
 		n = len(subs)
 		for c, sub := range subs {
-			c.enqueueEvent(sub, pos, p.Key, frame)
+			c.enqueueEvent(sub, pos, p.Key, &frames)
 		}
 		h.mu.RUnlock()
 		h.obs.Published(ch, n, time.Since(start))
@@ -431,6 +471,7 @@ const (
 	admitted admission = iota
 	refusedShutdown
 	refusedSubjectCap
+	refusedRevoked
 )
 
 // register admits c unless the hub is shutting down or c's subject already
@@ -438,13 +479,21 @@ const (
 // one lock, so concurrent handshakes of one subject cannot overshoot the cap.
 // After admission the caller must call releaseSubject and unregister exactly
 // once each.
-func (h *Hub) register(c *conn) admission {
+//
+// seq is the handshake's beginHandshake ticket, which register ends: a
+// Revoke that ran since then and matches c's identity refuses it.
+func (h *Hub) register(c *conn, seq uint64) admission {
 	h.connMu.Lock()
 	defer h.connMu.Unlock()
+	revoked := h.revokedSinceLocked(seq, c.ident)
+	h.endHandshakeLocked(seq)
 	if h.closing {
 		return refusedShutdown
 	}
-	sub := c.ident.Subject
+	if revoked {
+		return refusedRevoked
+	}
+	sub := c.subject
 	if limit := h.opts.MaxConnsPerSubject; limit > 0 && h.perSubject[sub] >= limit {
 		return refusedSubjectCap
 	}
@@ -461,7 +510,7 @@ func (h *Hub) register(c *conn) admission {
 func (h *Hub) releaseSubject(c *conn) {
 	h.connMu.Lock()
 	defer h.connMu.Unlock()
-	sub := c.ident.Subject
+	sub := c.subject
 	if n := h.perSubject[sub] - 1; n > 0 {
 		h.perSubject[sub] = n
 	} else {

@@ -30,6 +30,8 @@ func TestNew(t *testing.T) {
 		{"OKNegativeMaxConnsPerSubjectIsNoCap", func(o *hub.Options) { o.MaxConnsPerSubject = -1 }, ""},
 		{"ErrBadOriginPattern", func(o *hub.Options) { o.OriginPatterns = []string{"ok.example", "[bad"} }, "[bad"},
 		{"ErrNegativeHistoryTimeout", func(o *hub.Options) { o.HistoryTimeout = -time.Second }, "negative"},
+		{"ErrNegativeReauthenticateTimeout", func(o *hub.Options) { o.ReauthenticateTimeout = -time.Second }, "negative"},
+		{"OKNegativeExpiryWarningDisables", func(o *hub.Options) { o.ExpiryWarning = -1 }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -173,7 +175,7 @@ func TestIDEcho(t *testing.T) {
 		{"NullIsAbsent", `{"type":"ping","id":null}`, `{"type":"pong"}`},
 		{"OnSubscribe", `{"type":"subscribe","channel":"books:3","id":"s"}`, `{"type":"subscribed","channel":"books:3","id":"s"}`},
 		{"OnUnsubscribe", `{"type":"unsubscribe","channel":"books:3","id":4}`, `{"type":"unsubscribed","channel":"books:3","id":4}`},
-		{"OnError", `{"type":"jump","id":"e"}`, `{"type":"error","id":"e","code":"unknown_type","message":"type must be \"subscribe\", \"unsubscribe\" or \"ping\""}`},
+		{"OnError", `{"type":"jump","id":"e"}`, `{"type":"error","id":"e","code":"unknown_type","message":"type must be \"subscribe\", \"unsubscribe\", \"ping\" or \"refresh\""}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { c.roundTrip(tt.send, tt.want) })
@@ -249,6 +251,7 @@ func TestTokenExpiryClosesWith3000(t *testing.T) {
 	e := newEnv(t, nil)
 	c := e.dialToken(t, "short-500", "subscribe=books", nil)
 	c.expectType("welcome")
+	c.expectType("token_expiring") // less than ExpiryWarning left at connect
 	c.expectType("subscribed")
 	c.expectClose(3000, "token expired")
 	if got := e.obs.waitDisconnects(t, 1); got[0] != hub.ReasonTokenExpired {

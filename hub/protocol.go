@@ -22,11 +22,15 @@ const (
 	codeBadSince             = "bad_since"
 	codeHistoryUnavailable   = "history_unavailable"
 	codeBadSlow              = "bad_slow"
+	codeForbiddenChannel     = "forbidden_channel"
+	codeRefreshUnsupported   = "refresh_unsupported"
+	codeInvalidToken         = "invalid_token"
+	codeSubjectMismatch      = "subject_mismatch"
 )
 
 var codeMessages = map[string]string{
 	codeBadJSON:              "message is not a valid JSON object",
-	codeUnknownType:          `type must be "subscribe", "unsubscribe" or "ping"`,
+	codeUnknownType:          `type must be "subscribe", "unsubscribe", "ping" or "refresh"`,
 	codeMissingChannel:       "channel is required",
 	codeUnknownChannel:       "no such channel",
 	codeNotSubscribed:        "not subscribed to this channel",
@@ -35,6 +39,10 @@ var codeMessages = map[string]string{
 	codeBadSince:             `since must be {"offset":<non-negative integer>,"epoch":"<epoch>"}`,
 	codeHistoryUnavailable:   "history is unavailable right now; not subscribed, retry shortly or refetch over REST",
 	codeBadSlow:              `slow must be "disconnect" or "conflate"`,
+	codeForbiddenChannel:     "this token may not subscribe to this channel",
+	codeRefreshUnsupported:   "this server does not refresh tokens on open sockets; reconnect with the new token",
+	codeInvalidToken:         "the token is missing or not valid; the connection keeps its current token",
+	codeSubjectMismatch:      "the token is for another subject; the connection keeps its current token",
 }
 
 // clientMessage is everything a client may send.
@@ -48,6 +56,9 @@ type clientMessage struct {
 	// Slow sets the connection's slow-consumer policy: "disconnect" or
 	// "conflate".
 	Slow *string `json:"slow"`
+	// Token is the new access token of a refresh. It is never logged or
+	// echoed; ReadLimit bounds it with the rest of the message.
+	Token *string `json:"token"`
 }
 
 // reply is every server frame except welcome and event.
@@ -61,6 +72,10 @@ type reply struct {
 	Recovered *bool   `json:"recovered,omitempty"`
 	Offset    *uint64 `json:"offset,omitempty"`
 	Epoch     string  `json:"epoch,omitempty"`
+	// ExpiresAt answers a refresh and announces token_expiring, with
+	// ExpiresIn (whole seconds left, never negative).
+	ExpiresAt string `json:"expires_at,omitempty"`
+	ExpiresIn *int64 `json:"expires_in,omitempty"`
 }
 
 // subscribedReply answers a subscribe; res is nil without since. On

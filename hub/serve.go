@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/bookhub/bookhub/problem"
 )
 
 var _ http.Handler = (*Hub)(nil)
@@ -37,11 +39,16 @@ var _ http.Handler = (*Hub)(nil)
 //     %-escape, a ';', more than net/url's 10,000 parameters) or ?subscribe=
 //     names an invalid channel or too many, or is longer than its byte cap
 //     (see Options.MaxSubscriptions);
+//   - 403 forbidden-channel when Options.Authorize refuses a ?subscribe=
+//     channel to this identity (the detail and errors[0] name it);
 //   - 503 unavailable once Shutdown has begun;
+//   - 401 unauthorized when a Revoke that ran during the handshake matches
+//     its identity;
 //   - 429 too-many-connections (Retry-After) when the subject already holds
 //     MaxConnsPerSubject sockets.
 //
-// After the upgrade the client receives a welcome frame, then one subscribed
+// After the upgrade the client receives a welcome frame (then token_expiring
+// if the token is already within ExpiryWarning), then one subscribed
 // frame per ?subscribe= channel, in order. The ServeHTTP goroutine is the
 // connection's reader; it starts one writer goroutine and returns only after
 // that writer has exited and the connection's subscriptions are removed.
@@ -57,6 +64,15 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		invalidParameter("the query string is too long", "query", fmt.Sprintf("longer than %d bytes", h.maxQueryLen)).write(w, r)
 		return
 	}
+	// The ticket is taken before Authenticate, so a Revoke that runs while
+	// this handshake is between Authenticate and register still applies.
+	seq := h.beginHandshake()
+	ticketed := true
+	defer func() {
+		if ticketed {
+			h.endHandshake(seq)
+		}
+	}()
 	ident, err := h.opts.Authenticate(r)
 	if err != nil {
 		// The error may say why a token was refused; it never contains the
@@ -78,6 +94,15 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		invalidParameter("invalid ?subscribe= parameter", "subscribe", err.Error()).write(w, r)
 		return
+	}
+	for _, ch := range channels {
+		if !h.authorized(ident, ch) {
+			c := quoteShort(ch)
+			ref := refuse(kindForbiddenChannel, "this token may not subscribe to "+c)
+			ref.Errors = []problem.FieldError{{Field: "subscribe", Message: "not allowed: " + c}}
+			ref.write(w, r)
+			return
+		}
 	}
 	resumes, err := parseSince(query["since"], query.Get("epoch"), len(channels))
 	if err != nil {
@@ -101,13 +126,20 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &conn{
 		hub:        h,
 		id:         h.nextID.Add(1),
+		subject:    ident.Subject,
 		ident:      ident,
 		remote:     r.RemoteAddr,
 		notify:     make(chan struct{}, 1),
 		drained:    make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 	}
-	switch h.register(c) {
+	ticketed = false
+	switch h.register(c, seq) {
+	case refusedRevoked:
+		c.logf(slog.LevelInfo, "hub: upgrade refused, the token was revoked during the handshake")
+		refuse(kindUnauthorized, "the token was revoked; sign in again").
+			with("WWW-Authenticate", "Bearer").write(w, r)
+		return
 	case refusedShutdown:
 		refuse(kindUnavailable, "server shutting down; reconnect to another instance").write(w, r)
 		return
@@ -144,6 +176,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	c.setPolicy(policy)
 	c.enqueue(encodeWelcome(h.opts.Instance, ident, slowName))
+	c.startTokenClock()
 	go func() {
 		defer close(c.writerDone)
 		c.writeLoop()
@@ -160,6 +193,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.queue = nil
 	c.mu.Unlock()
 	c.wake()
+	c.stopTokenClock()
 	<-c.writerDone
 	_ = ws.CloseNow() // no-op when the writer or the peer already closed it
 

@@ -20,6 +20,11 @@ type Position struct {
 type Publication struct {
 	// Data is the event as a JSON object; the hub frames it per channel.
 	Data []byte
+	// Variants holds alternative payloads (JSON objects) by variant name:
+	// a connection whose Identity.Variant is a key here receives that
+	// payload instead of Data. Other connections, and the variant "", get
+	// Data. Nil means everyone gets Data.
+	Variants map[string][]byte
 	// Key groups events that supersede each other (bookhub: the book), for
 	// connections that conflate: of several pending events with one key on
 	// one channel, only the newest is sent. "" never conflates.
@@ -35,6 +40,10 @@ type Entry struct {
 	Offset uint64
 	Epoch  string
 	Data   []byte
+	// Variants are the alternative payloads of the event, with the rule of
+	// Publication.Variants; a replay picks by the connection's variant at
+	// the time the entry is sent.
+	Variants map[string][]byte
 }
 
 // History serves the past of a channel, so that a client can resume where
@@ -157,7 +166,9 @@ func (h *Hub) resume(c *conn, sub *subscription, from since, id json.RawMessage)
 			if e.Offset != last+1 {
 				c.enqueue(encodeIncomplete(Position{Channel: sub.channel, Offset: last, Epoch: cur.Epoch}))
 			}
-			c.enqueueReplay(sub, e, encodeEntry(sub.channel, e))
+			// The reader goroutine is the only one that changes the
+			// identity (refresh), so the variant holds for the replay.
+			c.enqueueReplay(sub, e, encodeEntry(sub.channel, e, c.ident.Variant))
 			last = e.Offset
 			replayed++
 		}
@@ -184,8 +195,11 @@ func (h *Hub) readHistory(channel string, after uint64, limit int) ([]Entry, Pos
 	return h.opts.History.Since(ctx, channel, after, limit)
 }
 
-func encodeEntry(channel string, e Entry) []byte {
-	body, err := eventBody(e.Data)
+// encodeEntry frames a history entry for a connection of variant. An
+// entry that is not a JSON object is sent as an empty event (its position
+// still counts); it never falls back to another variant's payload.
+func encodeEntry(channel string, e Entry, variant string) []byte {
+	body, err := eventBody(variantData(e.Data, e.Variants, variant))
 	if err != nil {
 		body = []byte("}")
 	}

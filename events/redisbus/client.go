@@ -2,14 +2,12 @@ package redisbus
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/bookhub/bookhub/redisconn"
 )
 
 // backend is the client the bus talks through: a *redis.Client for one
@@ -41,66 +39,25 @@ type topology interface {
 
 var _ topology = (*redis.ClusterClient)(nil)
 
-// newBackend parses raw and builds the client; it does not touch the
-// network. dialTimeout overrides a dial_timeout from the URL when positive.
+// newBackend parses raw and builds the client (see redisconn.Open, which
+// also makes it at most once: publishes are never retried); it does not
+// touch the network. dialTimeout overrides a dial_timeout from the URL when
+// positive.
 func newBackend(raw string, cluster bool, dialTimeout time.Duration) (*backend, error) {
-	if cluster {
-		copts, err := parseClusterURL(raw)
-		if err != nil {
-			return nil, err
-		}
-		copts.DialTimeout = pickDialTimeout(dialTimeout, copts.DialTimeout)
-		// At most once: node clients never retry, and publishes opt out of
-		// the cluster client's own retry of network errors (see noRetry).
-		copts.MaxRetries = -1
-		// Socket deadlines follow the caller's context (see newBackend's
-		// single-server branch).
-		copts.ContextTimeoutEnabled = true
-		c := redis.NewClusterClient(copts)
-		o := c.Options() // defaults filled in
-		return &backend{
-			UniversalClient: c,
-			topo:            c,
-			addr:            strings.Join(o.Addrs, ","),
-			dialTimeout:     o.DialTimeout,
-			confirmTimeout:  o.DialTimeout + o.ReadTimeout,
-		}, nil
-	}
-	ropts, err := parseURL(raw)
+	c, err := redisconn.Open(raw, redisconn.Options{Cluster: cluster, DialTimeout: dialTimeout})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("redisbus: %w", err)
 	}
-	ropts.DialTimeout = pickDialTimeout(dialTimeout, ropts.DialTimeout)
-	// At most once: a PUBLISH retried after its reply was lost would be
-	// delivered twice.
-	ropts.MaxRetries = -1
-	// Without this go-redis sets every socket deadline from ReadTimeout and
-	// WriteTimeout alone (5s by default) and ignores the context's deadline,
-	// so a frozen Redis held each publish for 5s whatever its budget. With
-	// it the deadline is the earlier of the two, on the pool wait, the dial,
-	// the handshake and the command alike. Publish and Ping still guard
-	// themselves (see await) for the paths that ignore deadlines.
-	ropts.ContextTimeoutEnabled = true
-	c := redis.NewClient(ropts)
-	o := c.Options()
-	return &backend{
+	b := &backend{
 		UniversalClient: c,
-		addr:            o.Addr,
-		dialTimeout:     o.DialTimeout,
-		confirmTimeout:  o.DialTimeout + o.ReadTimeout,
-	}, nil
-}
-
-// pickDialTimeout prefers Options.DialTimeout, then the URL's dial_timeout,
-// then DefaultDialTimeout.
-func pickDialTimeout(opt, fromURL time.Duration) time.Duration {
-	switch {
-	case opt > 0:
-		return opt
-	case fromURL > 0:
-		return fromURL
+		addr:            c.Addr,
+		dialTimeout:     c.DialTimeout,
+		confirmTimeout:  c.DialTimeout + c.ReadTimeout,
 	}
-	return DefaultDialTimeout
+	if c.Cluster != nil {
+		b.topo = c.Cluster
+	}
+	return b, nil
 }
 
 // ping checks the node that matters: for a cluster, the owner of the
@@ -137,89 +94,3 @@ type noRetry struct{ *redis.IntCmd }
 
 // NoRetry tells go-redis not to re-send the command.
 func (noRetry) NoRetry() bool { return true }
-
-// parseURL accepts only redis:// and rediss:// URLs and keeps any password
-// out of its errors.
-func parseURL(raw string) (*redis.Options, error) {
-	u, err := checkURL(raw)
-	if err != nil {
-		return nil, err
-	}
-	ropts, err := redis.ParseURL(raw)
-	if err != nil {
-		return nil, fmt.Errorf("redisbus: invalid URL %q: %w", redactURL(raw), scrub(err, u))
-	}
-	return ropts, nil
-}
-
-// parseClusterURL accepts redis://[user:pass@]host:port?addr=host2:port2&...
-// (or rediss://); every address is a seed node, and the client learns the
-// rest of the cluster from them. A database other than 0 is refused because
-// a cluster has only database 0.
-func parseClusterURL(raw string) (*redis.ClusterOptions, error) {
-	u, err := checkURL(raw)
-	if err != nil {
-		return nil, err
-	}
-	if p := strings.TrimPrefix(u.Path, "/"); p != "" && p != "0" {
-		return nil, fmt.Errorf("redisbus: invalid URL %q: a cluster has only database 0", redactURL(raw))
-	}
-	// go-redis quotes a bad addr value in its error, and the value may hold
-	// a password pasted in the wrong place: check them first, by position.
-	for i, a := range u.Query()["addr"] {
-		h, p, err := net.SplitHostPort(a)
-		if err != nil || h == "" || p == "" || strings.ContainsAny(a, "@/") {
-			return nil, fmt.Errorf("redisbus: invalid URL %q: addr parameter %d is not host:port", redactURL(raw), i+1)
-		}
-	}
-	copts, err := redis.ParseClusterURL(raw)
-	if err != nil {
-		return nil, fmt.Errorf("redisbus: invalid URL %q: %w", redactURL(raw), scrub(err, u))
-	}
-	return copts, nil
-}
-
-// checkURL parses raw for the checks go-redis does not make, with errors
-// that never quote the password: url.Parse quotes the whole input in its
-// messages.
-func checkURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		var eerr url.EscapeError
-		if errors.As(err, &eerr) {
-			err = errors.New("invalid percent-encoding") // the escape may be part of the password
-		}
-		return nil, fmt.Errorf("redisbus: invalid URL %q: %w", redactURL(raw), err)
-	}
-	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return nil, fmt.Errorf("redisbus: invalid URL %q: scheme must be redis or rediss", redactURL(raw))
-	}
-	return u, nil
-}
-
-// scrub replaces the URL's password in err's message, as a second line of
-// defence should a go-redis error ever quote it.
-func scrub(err error, u *url.URL) error {
-	pass, ok := u.User.Password()
-	if !ok || pass == "" || !strings.Contains(err.Error(), pass) {
-		return err
-	}
-	return errors.New(strings.ReplaceAll(err.Error(), pass, "xxxxx"))
-}
-
-// redactURL hides the user info of a URL that may not even parse. It errs
-// on the side of hiding too much: everything before the last '@'.
-func redactURL(raw string) string {
-	scheme, rest := "", raw
-	if i := strings.Index(raw, "://"); i >= 0 {
-		scheme, rest = raw[:i+3], raw[i+3:]
-	}
-	if i := strings.LastIndex(rest, "@"); i >= 0 {
-		rest = "xxxxx@" + rest[i+1:]
-	}
-	return scheme + rest
-}

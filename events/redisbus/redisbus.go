@@ -5,7 +5,8 @@
 // # Channel layout
 //
 // Every book event travels on one Redis channel, Options.Prefix followed by
-// "{books}:events" (so "bookhub:{books}:events" by default). Each message is
+// "{books}:events" (so "bookhub:{books}:events" by default; the name comes
+// from redisconn.Keys.Events, with every other bookhub key). Each message is
 // an events.Event in JSON, signed (see Wire format). One channel for all
 // books was chosen over one channel per book because it keeps a total
 // order: every subscriber sees the events of one publishing instance in
@@ -106,7 +107,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,20 +114,17 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bookhub/bookhub/events"
+	"github.com/bookhub/bookhub/redisconn"
 )
 
 // Defaults applied by New to zero Options fields.
 const (
-	DefaultPrefix              = "bookhub:"
-	DefaultDialTimeout         = 5 * time.Second
+	DefaultPrefix              = redisconn.DefaultPrefix
+	DefaultDialTimeout         = redisconn.DefaultDialTimeout
 	DefaultHealthCheckInterval = time.Second
 	DefaultPingTimeout         = 2 * time.Second
 	DefaultMaxMessageBytes     = 1 << 20
 )
-
-// channelSuffix follows the prefix; the hash tag pins all book events to one
-// cluster slot (see the package doc).
-const channelSuffix = "{" + events.ChannelBooks + "}:events"
 
 // Options configures New. Zero values take the documented defaults.
 type Options struct {
@@ -239,8 +236,9 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
 	}
-	if strings.ContainsAny(opts.Prefix, "{}") {
-		return nil, fmt.Errorf("redisbus: prefix %q must not contain '{' or '}'", opts.Prefix)
+	keys := redisconn.Keys{Prefix: opts.Prefix}
+	if err := keys.Validate(); err != nil {
+		return nil, fmt.Errorf("redisbus: %w", err)
 	}
 	if opts.DialTimeout < 0 || opts.HealthCheckInterval < 0 || opts.PingTimeout < 0 || opts.MaxMessageBytes < 0 {
 		return nil, errors.New("redisbus: negative DialTimeout, HealthCheckInterval, PingTimeout or MaxMessageBytes")
@@ -271,7 +269,7 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	channel := opts.Prefix + channelSuffix
+	channel := keys.Events() // the hash tag pins it to one cluster slot (see the package doc)
 	b := &Bus{
 		client:      client,
 		channel:     channel,
