@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/bookhub/bookhub/auth"
+	"github.com/bookhub/bookhub/authstate"
 	"github.com/bookhub/bookhub/store"
 )
 
@@ -48,33 +49,28 @@ type UserStore interface {
 
 // Revocation cuts off access tokens before they expire: those of Subject
 // older than MinGeneration, or every token of Session.
-type Revocation struct {
-	Subject       string
-	MinGeneration uint64
-	Session       string
-	// Until is when the entry may be forgotten: every token it covers has
-	// expired by then.
-	Until time.Time
-}
+type Revocation = authstate.Revocation
 
 // Revocations is the revocation list, shared between instances when Redis
-// is configured. authstate provides it.
+// is configured (authstate.RedisRevocations) and in-process otherwise.
 type Revocations interface {
+	// Revoke records r locally at once and shares it; an error wrapping
+	// authstate.ErrShared means only this instance knows yet.
 	Revoke(ctx context.Context, r Revocation) error
 	// IsRevoked is called on every request and handshake.
 	IsRevoked(subject string, generation uint64, session string) bool
 }
 
-// Tickets keep one-time WebSocket tickets. authstate provides them.
+// Tickets keep one-time WebSocket tickets (authstate). Redeem returns an
+// error matching authstate.ErrTicketInvalid for a ticket that is unknown,
+// used or expired, and another error when the store cannot be reached.
 type Tickets interface {
 	Issue(ctx context.Context, payload []byte, ttl time.Duration) (string, error)
 	Redeem(ctx context.Context, ticket string) ([]byte, error)
 }
 
-// Limiter rate-limits one kind of attempt by key. authstate provides it.
-type Limiter interface {
-	Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error)
-}
+// Limiter rate-limits one kind of attempt by key (authstate).
+type Limiter = authstate.Limiter
 
 // Errors of the service. Transports map them; each is matched with errors.Is.
 var (
@@ -225,6 +221,7 @@ func (s *Service) allow(ctx context.Context, l Limiter, key string) error {
 	}
 	ok, retry, err := l.Allow(ctx, key)
 	if err != nil {
+		// authstate answers from an in-process limiter meanwhile.
 		s.log.LogAttrs(ctx, slog.LevelWarn, "rate limiter degraded", slog.String("error", err.Error()))
 	}
 	if !ok {

@@ -246,10 +246,15 @@ func TestRegister(t *testing.T) {
 
 func TestLoginRateLimits(t *testing.T) {
 	e := newEnv(t, envOptions{limits: func(c *clock) accounts.Limits {
-		return accounts.Limits{
-			LoginAccount: authstate.NewMemoryLimiter(authstate.Limit{Requests: 3, Window: time.Minute}),
-			LoginAddress: authstate.NewMemoryLimiter(authstate.Limit{Requests: 5, Window: time.Minute}),
+		acct, err := authstate.NewMemoryLimiter(authstate.Limit{Requests: 3, Window: time.Minute}, authstate.LimiterOptions{Now: c.Now})
+		if err != nil {
+			t.Fatal(err)
 		}
+		addr, err := authstate.NewMemoryLimiter(authstate.Limit{Requests: 5, Window: time.Minute}, authstate.LimiterOptions{Now: c.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return accounts.Limits{LoginAccount: acct, LoginAddress: addr}
 	}})
 	e.user(t, "ada@example.com", auth.RoleViewer)
 	ctx := testContext(t)

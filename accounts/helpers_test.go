@@ -70,15 +70,15 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	e := &env{store: st, tokens: tokens, clock: clk, revoked: make(chan accounts.Revocation, 16), logs: &logSink{}}
-	revs := authstate.NewMemoryRevocations(authstate.Options{Now: clk.Now, OnRevoke: func(r authstate.Revocation) {
-		e.revoked <- accounts.Revocation(r)
+	revs := authstate.NewMemoryRevocations(authstate.RevocationOptions{Now: clk.Now, OnRevoke: func(r authstate.Revocation) {
+		e.revoked <- r
 	}})
 	var limits accounts.Limits
 	if o.limits != nil {
 		limits = o.limits(clk)
 	}
 	e.svc, err = accounts.New(accounts.Options{Users: st, Tokens: tokens, Passwords: passwords,
-		Revocations: revs, Tickets: authstate.NewMemoryTickets(authstate.Options{Now: clk.Now}),
+		Revocations: revs, Tickets: authstate.NewMemoryTickets(authstate.TicketOptions{Now: clk.Now}),
 		Limits: limits, AllowRegistration: o.registration, Now: clk.Now,
 		Logger: slog.New(e.logs)})
 	if err != nil {

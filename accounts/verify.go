@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bookhub/bookhub/auth"
+	"github.com/bookhub/bookhub/authstate"
 )
 
 // ErrRevoked is wrapped (with auth.ErrInvalidToken) for a token on the
@@ -74,8 +75,11 @@ func (s *Service) RedeemTicket(ctx context.Context, ticket string) (auth.Identit
 		return auth.Identity{}, ErrTicketInvalid
 	}
 	payload, err := s.tickets.Redeem(ctx, ticket)
-	if err != nil {
+	if errors.Is(err, authstate.ErrTicketInvalid) {
 		return auth.Identity{}, fmt.Errorf("%w: %w", ErrTicketInvalid, err)
+	}
+	if err != nil {
+		return auth.Identity{}, fmt.Errorf("redeem ticket: %w", err)
 	}
 	var p ticketPayload
 	if err := json.Unmarshal(payload, &p); err != nil {

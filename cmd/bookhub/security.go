@@ -3,15 +3,13 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/bookhub/bookhub/accounts"
 	"github.com/bookhub/bookhub/auth"
@@ -35,11 +33,11 @@ type security struct {
 		accounts.Revocations
 		Close() error
 	}
-	redis  redis.UniversalClient
+	redis  *redisconn.Client
 	signIn []*signin.Provider
-	// onRevoke is called for every revocation learned; the app points it at
-	// the hub once the hub exists.
-	onRevoke func(accounts.Revocation)
+	// onRevoke is called for every revocation learned, here or on another
+	// instance; the app points it at the hub once the hub exists.
+	onRevoke atomic.Pointer[func(accounts.Revocation)]
 }
 
 // newTokens builds the token issuer from the configuration: EdDSA from a
@@ -110,43 +108,54 @@ func openSecurity(ctx context.Context, cfg config.Config, secret []byte, st *sto
 		return nil, err
 	}
 	sec := cfg.Security
-	stateOpts := authstate.Options{Logger: logger, OnRevoke: func(r authstate.Revocation) {
-		if s.onRevoke != nil {
-			s.onRevoke(accounts.Revocation(r))
+	revOpts := authstate.RevocationOptions{Logger: logger, OnRevoke: func(r authstate.Revocation) {
+		if f := s.onRevoke.Load(); f != nil {
+			(*f)(r)
 		}
 	}}
+	keys := redisconn.Keys{Prefix: cfg.RedisPrefix}
 	var tickets accounts.Tickets
-	var limits accounts.Limits
-	limit := func(scope string, r config.Rate) accounts.Limiter {
-		l := authstate.Limit{Requests: r.Requests, Window: r.Window}
-		if s.redis != nil {
-			return authstate.NewRedisLimiter(s.redis, redisconn.Keys{Prefix: cfg.RedisPrefix}, scope, l, logger)
-		}
-		return authstate.NewMemoryLimiter(l)
-	}
 	if cfg.RedisURL != "" {
 		if s.redis, err = redisconn.Open(string(cfg.RedisURL), redisconn.Options{Cluster: cfg.RedisCluster}); err != nil {
 			return nil, fmt.Errorf("%s: %w", config.EnvRedisURL, err)
 		}
-		keys := redisconn.Keys{Prefix: cfg.RedisPrefix}
-		rr, err := authstate.NewRedisRevocations(ctx, s.redis, keys, stateOpts)
-		if err != nil {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if s.revs, err = authstate.NewRedisRevocations(rctx, s.redis, keys, revOpts); err != nil {
 			return nil, fmt.Errorf("%s: revocation list: %w", config.EnvRedisURL, err)
 		}
-		s.revs = rr
-		tickets = authstate.NewRedisTickets(s.redis, keys)
+		if tickets, err = authstate.NewRedisTickets(s.redis, keys); err != nil {
+			return nil, fmt.Errorf("%s: tickets: %w", config.EnvRedisURL, err)
+		}
 	} else {
-		s.revs = authstate.NewMemoryRevocations(stateOpts)
-		tickets = authstate.NewMemoryTickets(authstate.Options{})
+		s.revs = authstate.NewMemoryRevocations(revOpts)
+		tickets = authstate.NewMemoryTickets(authstate.TicketOptions{})
 	}
-	limits = accounts.Limits{
-		LoginAccount:   limit("login-account", sec.LoginRateAccount),
-		LoginAddress:   limit("login-address", sec.LoginRateAddress),
-		RefreshAddress: limit("refresh-address", sec.RefreshRate),
-		RefreshToken:   limit("refresh-token", sec.RefreshRate),
+	limit := func(scope string, r config.Rate) (accounts.Limiter, error) {
+		l := authstate.Limit{Requests: r.Requests, Window: r.Window}
+		lo := authstate.LimiterOptions{Logger: logger}
+		if s.redis != nil {
+			return authstate.NewRedisLimiter(s.redis, keys, scope, l, lo)
+		}
+		return authstate.NewMemoryLimiter(l, lo)
+	}
+	var limits accounts.Limits
+	for _, l := range []struct {
+		dst   *accounts.Limiter
+		scope string
+		rate  config.Rate
+	}{
+		{&limits.LoginAccount, "login-account", sec.LoginRateAccount},
+		{&limits.LoginAddress, "login-address", sec.LoginRateAddress},
+		{&limits.RefreshAddress, "refresh-address", sec.RefreshRate},
+		{&limits.RefreshToken, "refresh-token", sec.RefreshRate},
+	} {
+		if *l.dst, err = limit(l.scope, l.rate); err != nil {
+			return nil, fmt.Errorf("rate limit %s: %w", l.scope, err)
+		}
 	}
 	if s.accounts, err = accounts.New(accounts.Options{
-		Users: st, Tokens: s.tokens, Passwords: passwords, Revocations: revocationsAdapter{s.revs},
+		Users: st, Tokens: s.tokens, Passwords: passwords, Revocations: s.revs,
 		Tickets: tickets, Limits: limits,
 		AccessTTL: sec.AccessTTL, RefreshTTL: sec.RefreshTTL, RefreshGrace: sec.RefreshGrace,
 		AllowRegistration: sec.AllowRegistration, Logger: logger,
@@ -229,5 +238,3 @@ func (a *App) reauthenticateSocket(_ context.Context, token string) (hub.Identit
 	}
 	return socketIdentity(id), nil
 }
-
-var errNoRevocations = errors.New("no revocation list")
