@@ -3,6 +3,8 @@ package events
 import (
 	"strconv"
 	"strings"
+
+	"github.com/bookhub/bookhub/auth"
 )
 
 // The channel naming scheme, defined here and only here: the hub validates
@@ -57,4 +59,30 @@ func ChannelLabel(name string) string {
 		return bookChannelPrefix + "<id>"
 	}
 	return "other"
+}
+
+// channelRoles is the channel policy, next to the naming scheme: the least
+// role that may subscribe to each kind of channel. Every book channel is
+// open to every signed-in role; what only staff may see (cost prices,
+// suppliers) travels in a payload variant of the same events instead of a
+// channel of its own, so one subscription serves every role. A channel only
+// some roles may read gets its entry here.
+var channelRoles = map[string]auth.Role{
+	ChannelBooks:      auth.RoleViewer,
+	bookChannelPrefix: auth.RoleViewer,
+}
+
+// ChannelAllowed reports whether a holder of role may subscribe to name.
+// Names that are not channels are never allowed.
+func ChannelAllowed(role auth.Role, name string) bool {
+	id, ok := ParseChannel(name)
+	if !ok {
+		return false
+	}
+	key := ChannelBooks
+	if id != 0 {
+		key = bookChannelPrefix
+	}
+	min, ok := channelRoles[key]
+	return ok && role.AtLeast(min)
 }

@@ -3,6 +3,7 @@ package events_test
 import (
 	"testing"
 
+	"github.com/bookhub/bookhub/auth"
 	"github.com/bookhub/bookhub/events"
 )
 
@@ -29,6 +30,26 @@ func TestChannelLabel(t *testing.T) {
 	for name, want := range map[string]string{"books": "books", "books:42": "books:<id>", "nope": "other"} {
 		if got := events.ChannelLabel(name); got != want {
 			t.Errorf("ChannelLabel(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+func TestChannelAllowed(t *testing.T) {
+	for _, tc := range []struct {
+		role    auth.Role
+		channel string
+		want    bool
+	}{
+		{auth.RoleViewer, "books", true},
+		{auth.RoleViewer, "books:7", true},
+		{auth.RoleAdmin, "books:7", true},
+		{auth.RoleViewer, "users", false},
+		{auth.RoleAdmin, "books:007", false},
+		{auth.Role(""), "books", false},
+		{auth.Role("root"), "books", false},
+	} {
+		if got := events.ChannelAllowed(tc.role, tc.channel); got != tc.want {
+			t.Errorf("ChannelAllowed(%q, %q) = %v, want %v", tc.role, tc.channel, got, tc.want)
 		}
 	}
 }

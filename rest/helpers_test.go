@@ -180,6 +180,9 @@ type wireBook struct {
 	Version   int64       `json:"version"`
 	CreatedAt string      `json:"created_at"`
 	UpdatedAt string      `json:"updated_at"`
+	// Staff-only: present for editors and admins.
+	CostPrice *json.Number `json:"cost_price"`
+	Supplier  *string      `json:"supplier"`
 }
 
 type wireList struct {

@@ -161,6 +161,8 @@ func tooLarge(limit int64) *apiError {
 // fields). A token that is sent must be valid: a silent downgrade to
 // anonymous would hide an expired token from its client.
 func (a *api) optionalIdentity(c *gin.Context) {
+	// The representation depends on the token: shared caches must key on it.
+	c.Writer.Header().Add("Vary", "Authorization")
 	if c.GetHeader("Authorization") == "" {
 		c.Next()
 		return

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bookhub/bookhub/auth"
+	"github.com/bookhub/bookhub/accounts"
 	"github.com/bookhub/bookhub/config"
 	"github.com/bookhub/bookhub/events"
 	"github.com/bookhub/bookhub/events/redisbus"
@@ -44,7 +44,7 @@ type App struct {
 	handoff func(store.Change)
 	hub     *hub.Hub
 	metrics *metrics.Metrics
-	tokens  *auth.Tokens
+	sec     *security
 
 	server        *http.Server
 	metricsServer *http.Server
@@ -70,9 +70,6 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 	if generated {
 		logger.Warn("using the generated JWT secret of the data folder; set " + config.EnvJWTSecret + " for anything but a local trial")
 	}
-	if a.tokens, err = auth.New(secret, auth.Options{}); err != nil {
-		return nil, fmt.Errorf("%s: %w", config.EnvJWTSecret, err)
-	}
 
 	dbURL := string(cfg.DatabaseURL)
 	if cfg.Embedded() {
@@ -88,6 +85,16 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 			return nil, fmt.Errorf("%s: embedded database: %w", config.EnvDataDir, err)
 		}
 		return nil, fmt.Errorf("%s: %w", config.EnvDatabaseURL, err)
+	}
+
+	if a.sec, err = openSecurity(openCtx, cfg, secret, a.store, logger); err != nil {
+		return nil, err
+	}
+	if err := a.sec.startSignIn(openCtx, cfg, secret, logger); err != nil {
+		return nil, err
+	}
+	if err := a.bootstrapAdmin(openCtx); err != nil {
+		return nil, err
 	}
 
 	if cfg.RedisURL == "" {
@@ -119,7 +126,9 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 
 	a.hub, err = hub.New(hub.Options{
 		Authenticate:   a.authenticateSocket,
+		Reauthenticate: a.reauthenticateSocket,
 		ValidChannel:   events.ValidChannel,
+		Authorize:      authorizeChannel,
 		History:        hubHistory{a.store},
 		MaxReplay:      cfg.HistorySize,
 		ShutdownSpread: closeSpread(cfg.WSCloseSpread),
@@ -133,6 +142,12 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 	if err != nil {
 		return nil, fmt.Errorf("websocket hub: %w", err)
 	}
+	// A revocation learned here or from another instance closes the
+	// sockets it covers (the handshake refuses new ones by itself).
+	closeRevoked := func(r accounts.Revocation) {
+		a.hub.Revoke(func(id hub.Identity) bool { return covered(r, id) })
+	}
+	a.sec.onRevoke.Store(&closeRevoked)
 	if a.feed, err = feed.New(feed.Options{
 		History:    feedHistory{a.store},
 		Deliver:    a.deliver,
@@ -149,7 +164,14 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 	}
 	api, err := rest.New(rest.Options{
 		Books:    countingStore{a.store, a.metrics},
-		Tokens:   a.tokens,
+		Tokens:   a.sec.accounts,
+		Accounts: a.sec.accounts,
+		SignIn:   a.sec.providers(),
+		JWKS:     a.sec.tokens.JWKSHandler(),
+
+		AllowRegistration: cfg.Security.AllowRegistration,
+		CORSOrigins:       cfg.Security.CORSOrigins,
+		TrustedProxies:    cfg.Security.TrustedProxies,
 		Instance: cfg.Instance,
 		Logger:   logger,
 		Checks:   checks,
@@ -182,15 +204,6 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 		a.metricsServer = &http.Server{Handler: mm, ReadHeaderTimeout: cfg.ReadTimeout, ReadTimeout: 2 * cfg.ReadTimeout}
 	}
 	return a, nil
-}
-
-// authenticateSocket verifies the token of a WebSocket handshake.
-func (a *App) authenticateSocket(r *http.Request) (hub.Identity, error) {
-	id, err := a.tokens.Verify(auth.FromRequest(r))
-	if err != nil {
-		return hub.Identity{}, err
-	}
-	return hub.Identity{Subject: id.Subject, Role: string(id.Role), ExpiresAt: id.ExpiresAt}, nil
 }
 
 // Listen binds the HTTP (and metrics) listeners, so Addr is known before Run.
@@ -330,6 +343,9 @@ func (a *App) Close() {
 			}
 		}
 		if a.store != nil {
+			if a.sec != nil {
+				a.sec.Close()
+			}
 			if err := a.store.Close(); err != nil {
 				a.log.Warn("close database", "err", err)
 			}

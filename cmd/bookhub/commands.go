@@ -64,9 +64,10 @@ func token(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	tokens, err := auth.New(secret, auth.Options{})
+	// The instance's own issuer: same key (and kid), issuer and audience.
+	tokens, err := newTokens(cfg, secret)
 	if err != nil {
-		return fmt.Errorf("%s: %w", config.EnvJWTSecret, err)
+		return err
 	}
 	tok, err := tokens.Issue(*sub, r, *ttl)
 	if err != nil {

@@ -52,19 +52,37 @@ type eventData struct {
 	Origin string          `json:"origin,omitempty"`
 }
 
-func encodeEventData(ev events.Event) ([]byte, error) {
-	return json.Marshal(eventData{ID: ev.ID, Type: ev.Type, BookID: ev.BookID, Book: ev.Book,
+// encodeEventData renders an event once per payload variant: the default
+// (what viewers see: the book without its staff-only fields) and
+// variantStaff (editors and admins: the book as the bus carries it). The
+// hub frames each variant once per channel, whatever the number of
+// subscribers, and never sends a connection another variant's payload.
+func encodeEventData(ev events.Event) (public []byte, variants map[string][]byte, err error) {
+	staff, err := json.Marshal(eventData{ID: ev.ID, Type: ev.Type, BookID: ev.BookID, Book: ev.Book,
 		At: ev.At.UTC(), Origin: ev.Origin})
+	if err != nil {
+		return nil, nil, err
+	}
+	book, err := rest.PublicBook(ev.Book)
+	if err != nil {
+		return nil, nil, err
+	}
+	public, err = json.Marshal(eventData{ID: ev.ID, Type: ev.Type, BookID: ev.BookID, Book: book,
+		At: ev.At.UTC(), Origin: ev.Origin})
+	if err != nil {
+		return nil, nil, err
+	}
+	return public, map[string][]byte{variantStaff: staff}, nil
 }
 
 // publication turns a bus event into what the hub delivers.
 func publication(ev events.Event) (hub.Publication, error) {
-	data, err := encodeEventData(ev)
+	data, variants, err := encodeEventData(ev)
 	if err != nil {
 		return hub.Publication{}, fmt.Errorf("encode event %s: %w", ev.ID, err)
 	}
 	// One key per book: a conflating client keeps only a book's newest change.
-	p := hub.Publication{Data: data, Key: strconv.FormatInt(ev.BookID, 10), Positions: make([]hub.Position, len(ev.Positions))}
+	p := hub.Publication{Data: data, Variants: variants, Key: strconv.FormatInt(ev.BookID, 10), Positions: make([]hub.Position, len(ev.Positions))}
 	for i, pos := range ev.Positions {
 		p.Positions[i] = hub.Position{Channel: pos.Channel, Offset: pos.Offset, Epoch: pos.Epoch}
 	}
@@ -109,7 +127,7 @@ func (h hubHistory) Since(ctx context.Context, channel string, after uint64, lim
 		if err != nil {
 			return nil, hub.Position{}, err
 		}
-		data, err := encodeEventData(ev)
+		data, variants, err := encodeEventData(ev)
 		if err != nil {
 			return nil, hub.Position{}, err
 		}
@@ -117,7 +135,7 @@ func (h hubHistory) Since(ctx context.Context, channel string, after uint64, lim
 		if channel != events.ChannelBooks {
 			off = c.BookOffset
 		}
-		out = append(out, hub.Entry{Offset: off, Epoch: c.Epoch, Data: data})
+		out = append(out, hub.Entry{Offset: off, Epoch: c.Epoch, Data: data, Variants: variants})
 	}
 	return out, hub.Position{Channel: channel, Offset: pos.Offset, Epoch: pos.Epoch}, nil
 }

@@ -15,8 +15,10 @@ import (
 	"github.com/bookhub/bookhub/auth"
 	"github.com/bookhub/bookhub/authstate"
 	"github.com/bookhub/bookhub/config"
+	"github.com/bookhub/bookhub/events"
 	"github.com/bookhub/bookhub/hub"
 	"github.com/bookhub/bookhub/redisconn"
+	"github.com/bookhub/bookhub/rest"
 	"github.com/bookhub/bookhub/signin"
 	"github.com/bookhub/bookhub/store"
 )
@@ -237,4 +239,78 @@ func (a *App) reauthenticateSocket(_ context.Context, token string) (hub.Identit
 		return hub.Identity{}, err
 	}
 	return socketIdentity(id), nil
+}
+
+// providers lists the sign-in providers for rest.
+func (s *security) providers() []rest.SignInProvider {
+	out := make([]rest.SignInProvider, 0, len(s.signIn))
+	for _, p := range s.signIn {
+		out = append(out, p)
+	}
+	return out
+}
+
+// bootstrapAdmin creates the first admin from BOOKHUB_BOOTSTRAP_ADMIN_*,
+// once: an existing account with that email is left alone.
+func (a *App) bootstrapAdmin(ctx context.Context) error {
+	sec := a.cfg.Security
+	if sec.BootstrapEmail == "" {
+		return nil
+	}
+	created, err := a.sec.accounts.EnsureAdmin(ctx, sec.BootstrapEmail, string(sec.BootstrapPassword))
+	if err != nil {
+		return fmt.Errorf("%s: %w", config.EnvBootstrapEmail, err)
+	}
+	if created {
+		a.log.Info("created the bootstrap admin; unset "+config.EnvBootstrapPassword+" now",
+			"email", sec.BootstrapEmail)
+	}
+	return nil
+}
+
+// authorizeChannel is the channel policy: which roles may subscribe where.
+// Every book channel is open to every role; what differs by role is the
+// payload (staff-only fields go to the staff variant only), which the hub
+// handles without a per-subscriber check.
+func authorizeChannel(id hub.Identity, channel string) bool {
+	return events.ChannelAllowed(auth.Role(id.Role), channel)
+}
+
+// accountsEnv is the store and accounts service a CLI command works on.
+type accountsEnv struct {
+	store    *store.Store
+	sec      *security
+	accounts *accounts.Service
+}
+
+// Close releases what openAccounts opened.
+func (e *accountsEnv) Close() {
+	e.sec.Close()
+	_ = e.store.Close()
+}
+
+// openAccounts opens the configured database and the accounts service, as
+// an instance would (same secret, keys and Redis revocation list), for the
+// operators' commands.
+func openAccounts(ctx context.Context, cfg config.Config, logger *slog.Logger) (*accountsEnv, error) {
+	secret, _, err := jwtSecret(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dbURL := string(cfg.DatabaseURL)
+	if cfg.Embedded() {
+		dbURL = "sqlite://" + filepath.Join(cfg.DataDir, "bookhub.db")
+	}
+	openCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	st, err := store.Open(openCtx, store.Options{URL: dbURL, Logger: logger, Origin: "cli"})
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	sec, err := openSecurity(openCtx, cfg, secret, st, logger)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	return &accountsEnv{store: st, sec: sec, accounts: sec.accounts}, nil
 }
