@@ -73,7 +73,8 @@ type Config struct {
 	// reports must equal IssuerURL exactly.
 	IssuerURL string
 	// ClientID and ClientSecret are the client's registration at the
-	// provider. ClientSecret may be empty for a public client.
+	// provider. ClientSecret may be empty for a public client; otherwise
+	// it is sent with HTTP Basic authentication (client_secret_basic).
 	ClientID     string
 	ClientSecret string
 	// RedirectURL is the absolute http(s) callback URL registered at the
@@ -193,12 +194,22 @@ func New(ctx context.Context, cfg Config, opts Options) (*Provider, error) {
 	if !slices.Contains(scopes, oidc.ScopeOpenID) {
 		scopes = append([]string{oidc.ScopeOpenID}, scopes...)
 	}
+	// RFC 6749 §2.3.1 makes HTTP Basic mandatory for providers, so it is
+	// used whenever there is a secret. x/oauth2's auto-detection would
+	// instead retry a refused exchange with the credentials in the body,
+	// presenting the same code twice.
+	style := oauth2.AuthStyleInHeader
+	if cfg.ClientSecret == "" {
+		style = oauth2.AuthStyleInParams
+	}
+	endpoint := op.Endpoint()
+	endpoint.AuthStyle = style
 	return &Provider{
 		name: cfg.Name,
 		oauth: oauth2.Config{
 			ClientID:     cfg.ClientID,
 			ClientSecret: cfg.ClientSecret,
-			Endpoint:     op.Endpoint(),
+			Endpoint:     endpoint,
 			RedirectURL:  cfg.RedirectURL,
 			Scopes:       scopes,
 		},
