@@ -73,6 +73,17 @@ func TestSignInFreshValuesPerFlow(t *testing.T) {
 	}
 }
 
+// providerError rewrites the callback as the provider's error response.
+func providerError(code string) func(*harness, *http.Client, *url.URL) (*http.Client, *url.URL) {
+	return func(_ *harness, c *http.Client, cb *url.URL) (*http.Client, *url.URL) {
+		q := cb.Query()
+		q.Del("code")
+		q.Set("error", code)
+		cb.RawQuery = q.Encode()
+		return c, cb
+	}
+}
+
 // TestFinishRefuses spoils one thing per case, between the provider's
 // redirect and the callback, or at the provider.
 func TestFinishRefuses(t *testing.T) {
@@ -96,6 +107,7 @@ func TestFinishRefuses(t *testing.T) {
 		tweak   func(*signin.Config, *signin.Options)
 		want    string
 		refusal string // expected last refusal at the provider's /token
+		log     string // the logs must contain this
 	}{
 		{name: "StateMismatch", spoil: setQuery("state", "forged"), want: "ErrFlowInvalid"},
 		{name: "StateMissing", spoil: setQuery("state", ""), want: "ErrFlowInvalid"},
@@ -123,12 +135,22 @@ func TestFinishRefuses(t *testing.T) {
 			return c, cb
 		}},
 		{name: "AccessDenied", fault: oidctest.DenyAccess, want: "ErrDenied"},
+		// The provider's other error codes, as it would send them back.
+		{name: "ProviderServerError", spoil: providerError("server_error"), want: "ErrUnavailable"},
+		{name: "ProviderRefusesClient", spoil: providerError("unauthorized_client"), want: "ErrProvider", log: "check the client registration"},
+		{name: "ProviderErrorGarbage", spoil: providerError("x\nlevel=ERROR msg=forged"), want: "ErrProvider", log: "error=xlevelERRORmsgforged"},
 		{name: "AuthorizeTemporarilyUnavailable", fault: oidctest.AuthorizeServerError, want: "ErrUnavailable"},
 		{name: "WrongNonce", fault: oidctest.WrongNonce, want: "ErrInvalidToken"},
 		{name: "WrongAudience", fault: oidctest.WrongAudience, want: "ErrInvalidToken"},
 		{name: "ExpiredIDToken", fault: oidctest.ExpiredToken, want: "ErrInvalidToken"},
 		{name: "WrongIssuer", fault: oidctest.WrongIssuer, want: "ErrInvalidToken"},
 		{name: "BadSignature", fault: oidctest.BadSignature, want: "ErrInvalidToken"},
+		{name: "NoIDToken", fault: oidctest.NoIDToken, want: "ErrInvalidToken"},
+		{name: "WrongAtHash", fault: oidctest.WrongAtHash, want: "ErrInvalidToken"},
+		{name: "NoSubject", want: "ErrInvalidToken", spoil: func(h *harness, c *http.Client, cb *url.URL) (*http.Client, *url.URL) {
+			h.idp.SetUser(oidctest.User{Email: "nobody@example.test"})
+			return c, cb
+		}},
 		{name: "TokenEndpointDown", fault: oidctest.TokenUnavailable, want: "ErrUnavailable"},
 		{name: "JWKSDown", fault: oidctest.JWKSUnavailable, want: "ErrUnavailable"},
 		{name: "ProviderUnreachable", want: "ErrUnavailable", spoil: func(h *harness, c *http.Client, cb *url.URL) (*http.Client, *url.URL) {
@@ -186,6 +208,9 @@ func TestFinishRefuses(t *testing.T) {
 				}
 			}
 			logs := h.logs.String()
+			if !strings.Contains(logs, tc.log) {
+				t.Errorf("logs do not contain %q:\n%s", tc.log, logs)
+			}
 			for _, secret := range []string{cb.Query().Get("code"), sentCookie} {
 				if secret != "" && strings.Contains(logs, secret) {
 					t.Errorf("logs contain a code or the cookie:\n%s", logs)

@@ -31,8 +31,9 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// Errors returned by Begin and Finish. Every error they return wraps exactly
-// one of ErrFlowInvalid, ErrInvalidReturnTo, ErrDenied or ErrProvider, so a
+// Errors returned by Begin and Finish. Every error they return, apart from
+// Begin's internal failures, wraps exactly one of ErrFlowInvalid,
+// ErrInvalidReturnTo, ErrDenied or ErrProvider, so a
 // REST layer can map them with errors.Is; the wrapped detail is for logs
 // and never contains a code, a token or the cookie.
 var (
@@ -47,9 +48,11 @@ var (
 	// error=access_denied: the user (or the provider's policy) said no.
 	// Map it to 401 or 403.
 	ErrDenied = errors.New("sign-in denied at the provider")
-	// ErrProvider means the provider did not complete the sign-in. It is
-	// always wrapped together with one of ErrUnavailable or ErrInvalidToken,
-	// which say whose fault it likely is.
+	// ErrProvider means the provider did not complete the sign-in. It
+	// usually comes as ErrUnavailable or ErrInvalidToken, which say whose
+	// fault it likely is; alone, it means the provider called bookhub's
+	// request itself wrong (error=invalid_scope, unauthorized_client, ...),
+	// a configuration problem: map it to 502 and read the logs.
 	ErrProvider = errors.New("sign-in provider failed")
 	// ErrUnavailable (which is also ErrProvider) means the provider could
 	// not be reached, timed out, answered with a 5xx or 429, or reported

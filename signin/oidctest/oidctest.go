@@ -65,6 +65,10 @@ const (
 	TokenUnavailable
 	// JWKSUnavailable makes the JWKS endpoint answer 503.
 	JWKSUnavailable
+	// NoIDToken leaves id_token out of the token response.
+	NoIDToken
+	// WrongAtHash issues ID tokens whose at_hash is not the access token's.
+	WrongAtHash
 )
 
 // Options configure a Server. The zero value works.
@@ -376,13 +380,17 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{
+	resp := map[string]any{
 		"access_token": access,
 		"token_type":   "Bearer",
 		"expires_in":   300,
 		"id_token":     idToken,
-	})
+	}
+	if s.currentFault() == NoIDToken {
+		delete(resp, "id_token")
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // redeem looks a code up and marks it used: a code is good for one
@@ -441,6 +449,8 @@ func (s *Server) idToken(a Authorization, accessToken string) (string, error) {
 		claims["exp"] = now.Add(-time.Minute).Unix()
 	case BadSignature:
 		key = s.rogue
+	case WrongAtHash:
+		claims["at_hash"] = atHash("another access token")
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
 	t.Header["kid"] = s.keyID
