@@ -221,10 +221,18 @@ func classifyAccounts(c *gin.Context, err error) *apiError {
 			fields: []fieldError{{Field: "password", Message: errors.Unwrap(err).Error()}}}
 	case errors.Is(err, signin.ErrFlowInvalid):
 		return newError(kindInvalidParameter, "the sign-in attempt is invalid or expired; start again")
+	case errors.Is(err, signin.ErrInvalidReturnTo):
+		return &apiError{kind: kindInvalidParameter, detail: "return_to must be a path on this site, like /dashboard",
+			fields: []fieldError{{Field: "return_to", Message: "must be a same-origin path"}}}
 	case errors.Is(err, signin.ErrDenied):
 		return newError(kindSignInDenied, "the provider did not let you sign in")
+	case errors.Is(err, signin.ErrInvalidToken):
+		return &apiError{kind: kindSignInFailed, detail: "the provider's answer did not verify; start again", cause: err}
+	case errors.Is(err, signin.ErrUnavailable):
+		c.Header("Retry-After", "10")
+		return &apiError{kind: kindBadGateway, detail: "the sign-in provider is unreachable; try again later", cause: err}
 	case errors.Is(err, signin.ErrProvider):
-		return &apiError{kind: kindBadGateway, detail: "the sign-in provider failed; try again later", cause: err}
+		return &apiError{kind: kindBadGateway, detail: "the sign-in provider refused the request; the operator should check its configuration", cause: err}
 	}
 	return nil
 }
@@ -238,6 +246,7 @@ var (
 	kindRegistrationClosed = newKind(http.StatusForbidden, "registration-closed", "Registration closed")
 	kindSelfChange         = newKind(http.StatusConflict, "self-change", "Cannot change your own access")
 	kindSignInDenied       = newKind(http.StatusForbidden, "sign-in-denied", "Sign-in denied")
+	kindSignInFailed       = newKind(http.StatusUnauthorized, "sign-in-failed", "Sign-in failed")
 	kindBadGateway         = newKind(http.StatusBadGateway, "provider-failed", "Sign-in provider failed")
 )
 

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/bookhub/bookhub/config"
 	"github.com/bookhub/bookhub/internal/testenv"
+	"github.com/bookhub/bookhub/signin/oidctest"
 )
 
 const (
@@ -234,5 +238,76 @@ func TestRevocationClosesSocketsOnEveryInstance(t *testing.T) {
 	var again tokenPair
 	if resp := do(t, "POST", bases[1]+"/api/v1/auth/refresh", "", map[string]string{"refresh_token": ed.RefreshToken}, &again); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("refresh of a disabled user: %s", resp.Status)
+	}
+}
+
+// freeAddr picks a loopback port for an instance whose own URL must be in
+// its configuration (the OIDC redirect URL) before it listens.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestOIDCSignInEndToEnd runs the whole browser flow against a provider
+// started inside the test: login redirect, provider, callback, token pair;
+// a second sign-in finds the same account.
+func TestOIDCSignInEndToEnd(t *testing.T) {
+	idp := oidctest.Start(t, oidctest.Options{})
+	addr := freeAddr(t)
+	app := startApp(t, "sec", map[string]string{
+		config.EnvAddr:             addr,
+		config.EnvOIDCName:         "test",
+		config.EnvOIDCIssuer:       idp.Issuer(),
+		config.EnvOIDCClientID:     idp.ClientID(),
+		config.EnvOIDCClientSecret: idp.ClientSecret(),
+		config.EnvOIDCRedirectURL:  "http://" + addr + "/api/v1/auth/oidc/test/callback",
+	})
+	base := "http://" + app.Addr()
+	signIn := func() tokenPair {
+		t.Helper()
+		jar, err := cookiejar.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+		resp, err := client.Get(base + "/api/v1/auth/oidc/test/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var p tokenPair
+		if err := json.NewDecoder(resp.Body).Decode(&p); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("callback answered %s (%v)", resp.Status, err)
+		}
+		return p
+	}
+	first := signIn()
+	if first.User.Role != "viewer" || first.AccessToken == "" || first.RefreshToken == "" {
+		t.Fatalf("first sign-in: %+v", first)
+	}
+	var me struct {
+		Email string `json:"email"`
+	}
+	if resp := do(t, "GET", base+"/api/v1/auth/me", first.AccessToken, nil, &me); resp.StatusCode != 200 || me.Email != oidctest.DefaultUser().Email {
+		t.Fatalf("me: %s %+v", resp.Status, me)
+	}
+	if again := signIn(); again.User.ID != first.User.ID {
+		t.Fatalf("second sign-in made user %d, want %d", again.User.ID, first.User.ID)
+	}
+	var providers struct {
+		Providers []struct{ Name string } `json:"providers"`
+	}
+	if do(t, "GET", base+"/api/v1/auth/providers", "", nil, &providers); len(providers.Providers) != 1 || providers.Providers[0].Name != "test" {
+		t.Fatalf("providers: %+v", providers)
+	}
+	// A callback without the flow cookie is refused.
+	if resp := do(t, "GET", base+"/api/v1/auth/oidc/test/callback?state=x&code=y", "", nil, nil); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("forged callback: %s, want 400", resp.Status)
 	}
 }
