@@ -153,8 +153,11 @@ func TestRotateRefresh(t *testing.T) {
 			// Grace counts from the first use: a retry cannot extend it.
 			_, _, err = rotate(t, s, sess.hash, now.Add(11*time.Second), 10*time.Second)
 			wantReuse(t, err, sess, u.ID)
-			_ = retried
-			_ = lost
+			for name, h := range map[string][]byte{"lost": lost, "retried": retried} {
+				if _, _, err := rotate(t, s, h, now.Add(12*time.Second), 10*time.Second); !errors.Is(err, store.ErrRefreshRevoked) {
+					t.Errorf("%s successor after reuse: err = %v, want ErrRefreshRevoked", name, err)
+				}
+			}
 		})
 		t.Run("GraceRetrySupersedesTheLostSuccessor", func(t *testing.T) {
 			u := sessionUser(t, s, "superseded@x.io")
