@@ -279,7 +279,10 @@ func TestISBNForms(t *testing.T) {
 					}
 					return
 				}
-				wantProblem(t, r, tt.wantStatus, "isbn-conflict", "")
+				p := wantProblem(t, r, tt.wantStatus, "conflict", "isbn")
+				if p.Title != "Conflict" || p.Detail != "another book already has this isbn" {
+					t.Errorf("title %q detail %q, want the generic conflict naming book and isbn", p.Title, p.Detail)
+				}
 			})
 		}
 	})

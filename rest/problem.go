@@ -35,7 +35,7 @@ var (
 	kindNotFound         = problem.NotFound
 	kindMethodNotAllowed = problem.MethodNotAllowed
 	kindRequestTimeout   = newKind(http.StatusRequestTimeout, "request-timeout", "Request body timed out")
-	kindConflict         = newKind(http.StatusConflict, "isbn-conflict", "ISBN already in use")
+	kindConflict         = newKind(http.StatusConflict, "conflict", "Conflict")
 	kindPrecondition     = newKind(http.StatusPreconditionFailed, "precondition-failed", "Precondition failed")
 	kindTooLarge         = newKind(http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large")
 	kindMediaType        = newKind(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type")
@@ -134,9 +134,9 @@ func (a *api) classify(c *gin.Context, err error) *apiError {
 		}
 		return ae
 	case errors.Is(err, store.ErrNotFound):
-		return newError(kindNotFound, "no book has this id")
+		return notFoundError(err)
 	case errors.Is(err, store.ErrConflict):
-		return newError(kindConflict, "another book already has this ISBN")
+		return conflictError(err)
 	case errors.Is(err, store.ErrStale):
 		return newError(kindPrecondition,
 			"the book has changed since the version named in If-Match; fetch it again and retry with its current ETag")
@@ -159,6 +159,27 @@ func (a *api) classify(c *gin.Context, err error) *apiError {
 		a.logFault(c, http.StatusInternalServerError, err)
 		return newError(kindInternal, "the server failed to handle the request; quote the request id when reporting it")
 	}
+}
+
+// notFoundError renders a store *NotFoundError, naming its entity.
+func notFoundError(err error) *apiError {
+	var nf *store.NotFoundError
+	if errors.As(err, &nf) && nf.Entity != "" {
+		return newErrorf(kindNotFound, "no %s has this id", nf.Entity)
+	}
+	return newError(kindNotFound, "not found")
+}
+
+// conflictError renders a store *ConflictError, naming the field that is
+// taken (never its value).
+func conflictError(err error) *apiError {
+	var ce *store.ConflictError
+	if errors.As(err, &ce) && ce.Entity != "" && ce.Field != "" {
+		return &apiError{kind: kindConflict,
+			detail: fmt.Sprintf("another %s already has this %s", ce.Entity, ce.Field),
+			fields: []fieldError{{Field: ce.Field, Message: "is already in use"}}}
+	}
+	return newError(kindConflict, "the request conflicts with the stored data")
 }
 
 func (a *api) logFault(c *gin.Context, status int, err error) {

@@ -121,10 +121,10 @@ func TestRefusals(t *testing.T) {
 		{name: "PatchNullStock", method: "PATCH", path: path1, token: editor, body: `{"stock":null}`, wantStatus: 422, wantType: "validation", wantField: "stock"},
 		{name: "PatchEmptyTitle", method: "PATCH", path: path1, token: editor, body: `{"title":""}`, wantStatus: 422, wantType: "validation", wantField: "title"},
 		// 409.
-		{name: "DuplicateISBN", method: "POST", path: "/api/v1/books", token: editor, body: `{"title":"a","author":"b","isbn":"9780306406157"}`, wantStatus: 409, wantType: "isbn-conflict"},
-		{name: "DuplicateISBNHyphenated", method: "POST", path: "/api/v1/books", token: editor, body: `{"title":"a","author":"b","isbn":"978-0-306-40615-7"}`, wantStatus: 409, wantType: "isbn-conflict"},
-		{name: "DuplicateISBNOnPut", method: "PUT", path: path2, token: editor, body: `{"title":"a","author":"b","isbn":"9780306406157"}`, wantStatus: 409, wantType: "isbn-conflict"},
-		{name: "DuplicateISBNOnPatch", method: "PATCH", path: path2, token: editor, body: `{"isbn":"9780306406157"}`, wantStatus: 409, wantType: "isbn-conflict"},
+		{name: "DuplicateISBN", method: "POST", path: "/api/v1/books", token: editor, body: `{"title":"a","author":"b","isbn":"9780306406157"}`, wantStatus: 409, wantType: "conflict"},
+		{name: "DuplicateISBNHyphenated", method: "POST", path: "/api/v1/books", token: editor, body: `{"title":"a","author":"b","isbn":"978-0-306-40615-7"}`, wantStatus: 409, wantType: "conflict"},
+		{name: "DuplicateISBNOnPut", method: "PUT", path: path2, token: editor, body: `{"title":"a","author":"b","isbn":"9780306406157"}`, wantStatus: 409, wantType: "conflict"},
+		{name: "DuplicateISBNOnPatch", method: "PATCH", path: path2, token: editor, body: `{"isbn":"9780306406157"}`, wantStatus: 409, wantType: "conflict"},
 		// 412 and bad If-Match.
 		{name: "StalePut", method: "PUT", path: path1, token: editor, body: valid, headers: map[string]string{"If-Match": `"7"`}, wantStatus: 412, wantType: "precondition-failed"},
 		{name: "StalePatch", method: "PATCH", path: path1, token: editor, body: `{"stock":1}`, headers: map[string]string{"If-Match": `W/"2"`}, wantStatus: 412, wantType: "precondition-failed"},

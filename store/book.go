@@ -1,12 +1,10 @@
 // Package store keeps books in a SQL database through gorm: MySQL in a scaled
-// deployment, an embedded SQLite file by default. It knows nothing of HTTP;
-// callers get plain Book values and the sentinel errors below.
+// deployment, an embedded SQLite file by default. It also keeps the user
+// accounts and their refresh-token sessions. It knows nothing of HTTP;
+// callers get plain Book and User values and the errors of errors.go.
 package store
 
-import (
-	"errors"
-	"time"
-)
+import "time"
 
 // Book is a book as bookhub keeps it. Prices are integer cents, so they are
 // exact; the API converts to and from decimal JSON numbers.
@@ -20,28 +18,16 @@ type Book struct {
 	ISBN       string
 	PriceCents int64
 	Stock      int64
+	// CostCents is what the shop paid per copy, in cents; staff only.
+	CostCents int64
+	// Supplier is who the shop buys the book from; "" means not recorded.
+	// Staff only.
+	Supplier string
 	// Version starts at 1 and is bumped by every update.
 	Version   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
-
-// Errors returned by the store, wrapped with context. Match with errors.Is.
-var (
-	// ErrNotFound: no book has that id.
-	ErrNotFound = errors.New("book not found")
-	// ErrConflict: another book already has that ISBN.
-	ErrConflict = errors.New("isbn already in use")
-	// ErrStale: the caller's expected version is not the current one.
-	ErrStale = errors.New("book version is stale")
-	// ErrInvalidQuery: a bad sort field, limit or cursor in ListOptions; a
-	// cursor is bad when List could not have issued it.
-	ErrInvalidQuery = errors.New("invalid list query")
-	// ErrUnavailable: the database could not be reached; the operation did
-	// not happen (or, for a write cut off mid-commit, may not have: callers
-	// retry with If-Match). Worth retrying later.
-	ErrUnavailable = errors.New("database unavailable")
-)
 
 // Sort orders accepted by List; a leading "-" means descending.
 var SortFields = []string{"id", "title", "author", "price", "created_at", "updated_at"}

@@ -23,7 +23,7 @@ import (
 // CreatedAt = UpdatedAt = now (UTC, microsecond precision, so the values
 // round-trip exactly). b's ID, Version and timestamps are ignored. A book
 // that breaks a rule yields a *ValidationError (ErrInvalidBook); a taken
-// ISBN yields ErrConflict.
+// ISBN yields &ConflictError{Entity: "book", Field: "isbn"} (ErrConflict).
 func (s *Store) Create(ctx context.Context, b Book) (Book, error) {
 	b, err := b.Normalize()
 	if err != nil {
@@ -48,11 +48,11 @@ func (s *Store) Create(ctx context.Context, b Book) (Book, error) {
 	return toBook(row), nil
 }
 
-// Get returns the book with that id, or ErrNotFound.
+// Get returns the book with that id, or a *NotFoundError (ErrNotFound).
 func (s *Store) Get(ctx context.Context, id int64) (Book, error) {
 	var row bookRow
 	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error; err != nil {
-		return Book{}, fmt.Errorf("get book %d: %w", id, translate(err))
+		return Book{}, fmt.Errorf("get book %d: %w", id, notFound(err, "book", bookKey(id)))
 	}
 	return toBook(row), nil
 }
@@ -70,7 +70,7 @@ func (s *Store) Get(ctx context.Context, id int64) (Book, error) {
 // becomes its ISBN-13), else nothing is written and the error is a
 // *ValidationError; unchanged fields are not checked, so a row stored before
 // a rule existed stays editable. Otherwise Version is bumped and UpdatedAt
-// set to now. A taken ISBN yields ErrConflict.
+// set to now. A taken ISBN yields a *ConflictError (ErrConflict).
 func (s *Store) Update(ctx context.Context, id int64, ifVersion int64, apply func(*Book) error) (Book, error) {
 	var (
 		out    Book
@@ -99,6 +99,8 @@ func (s *Store) Update(ctx context.Context, id int64, ifVersion int64, apply fun
 				"isbn":        nullableISBN(next.ISBN),
 				"price_cents": next.PriceCents,
 				"stock":       next.Stock,
+				"cost_cents":  next.CostCents,
+				"supplier":    next.Supplier,
 				"version":     next.Version,
 				"updated_at":  next.UpdatedAt,
 			})
@@ -108,7 +110,7 @@ func (s *Store) Update(ctx context.Context, id int64, ifVersion int64, apply fun
 		if res.RowsAffected != 1 {
 			// Unreachable while the row is locked (MySQL) or the database
 			// is (SQLite); kept as the guard that makes versions safe.
-			return ErrStale
+			return &StaleError{Entity: "book"}
 		}
 		out = next
 		change, err = s.appendChange(tx, events.BookUpdated, next, uint64(next.Version), next.UpdatedAt)
@@ -122,8 +124,8 @@ func (s *Store) Update(ctx context.Context, id int64, ifVersion int64, apply fun
 }
 
 // Delete removes a book and returns it as it was just before. It fails with
-// ErrNotFound if there is none and with ErrStale if ifVersion is not 0 and
-// not the current version. Deletion is permanent.
+// a *NotFoundError if there is none and with a *StaleError if ifVersion is
+// not 0 and not the current version. Deletion is permanent.
 func (s *Store) Delete(ctx context.Context, id int64, ifVersion int64) (Book, error) {
 	var (
 		out    Book
@@ -139,7 +141,7 @@ func (s *Store) Delete(ctx context.Context, id int64, ifVersion int64) (Book, er
 			return translate(res.Error)
 		}
 		if res.RowsAffected != 1 {
-			return ErrStale
+			return &StaleError{Entity: "book"}
 		}
 		out = cur
 		// The delete is the book's last event: one past its last version.
@@ -164,10 +166,13 @@ func (s *Store) loadForWrite(tx *gorm.DB, id int64, ifVersion int64) (Book, erro
 	}
 	var row bookRow
 	if err := q.Where("id = ?", id).Take(&row).Error; err != nil {
-		return Book{}, translate(err)
+		return Book{}, notFound(err, "book", bookKey(id))
 	}
 	if ifVersion != 0 && ifVersion != row.Version {
-		return Book{}, fmt.Errorf("%w: have version %d, current is %d", ErrStale, ifVersion, row.Version)
+		return Book{}, fmt.Errorf("%w: have version %d, current is %d", &StaleError{Entity: "book"}, ifVersion, row.Version)
 	}
 	return toBook(row), nil
 }
+
+// bookKey is the Key of a book's NotFoundError.
+func bookKey(id int64) string { return fmt.Sprintf("id %d", id) }

@@ -94,15 +94,19 @@ func (outboxRow) TableName() string { return "outbox" }
 // not the API's: the relay renders the wire form when it publishes, so a
 // change of the API's JSON does not strand history written before it.
 type snapshot struct {
-	ID         int64     `json:"id"`
-	Title      string    `json:"title"`
-	Author     string    `json:"author"`
-	ISBN       string    `json:"isbn,omitempty"`
-	PriceCents int64     `json:"price_cents"`
-	Stock      int64     `json:"stock"`
-	Version    int64     `json:"version"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	ID         int64  `json:"id"`
+	Title      string `json:"title"`
+	Author     string `json:"author"`
+	ISBN       string `json:"isbn,omitempty"`
+	PriceCents int64  `json:"price_cents"`
+	Stock      int64  `json:"stock"`
+	// CostCents and Supplier came with migration 5; snapshots written
+	// before it lack them and decode as zero, as the columns defaulted.
+	CostCents int64     `json:"cost_cents"`
+	Supplier  string    `json:"supplier"`
+	Version   int64     `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 func (r outboxRow) change(epoch string) (Change, error) {
@@ -113,7 +117,8 @@ func (r outboxRow) change(epoch string) (Change, error) {
 	return Change{
 		Seq: r.ID, EventID: r.EventID, Type: events.Type(r.Type),
 		Book: Book{ID: snap.ID, Title: snap.Title, Author: snap.Author, ISBN: snap.ISBN,
-			PriceCents: snap.PriceCents, Stock: snap.Stock, Version: snap.Version,
+			PriceCents: snap.PriceCents, Stock: snap.Stock,
+			CostCents: snap.CostCents, Supplier: snap.Supplier, Version: snap.Version,
 			CreatedAt: snap.CreatedAt.UTC(), UpdatedAt: snap.UpdatedAt.UTC()},
 		Origin: r.Origin, At: r.CommittedAt.UTC(), Epoch: epoch,
 		Offset: r.BooksOffset, BookOffset: r.BookOffset,

@@ -22,6 +22,8 @@ type bookRow struct {
 	ISBN       *string   `gorm:"column:isbn"`
 	PriceCents int64     `gorm:"column:price_cents"`
 	Stock      int64     `gorm:"column:stock"`
+	CostCents  int64     `gorm:"column:cost_cents"`
+	Supplier   string    `gorm:"column:supplier"`
 	Version    int64     `gorm:"column:version"`
 	CreatedAt  time.Time `gorm:"column:created_at;autoCreateTime:false"`
 	UpdatedAt  time.Time `gorm:"column:updated_at;autoUpdateTime:false"`
@@ -37,6 +39,8 @@ func toBook(r bookRow) Book {
 		Author:     r.Author,
 		PriceCents: r.PriceCents,
 		Stock:      r.Stock,
+		CostCents:  r.CostCents,
+		Supplier:   r.Supplier,
 		Version:    r.Version,
 		CreatedAt:  r.CreatedAt.UTC(),
 		UpdatedAt:  r.UpdatedAt.UTC(),
@@ -55,6 +59,8 @@ func fromBook(b Book) bookRow {
 		ISBN:       nullableISBN(b.ISBN),
 		PriceCents: b.PriceCents,
 		Stock:      b.Stock,
+		CostCents:  b.CostCents,
+		Supplier:   b.Supplier,
 		Version:    b.Version,
 		CreatedAt:  b.CreatedAt,
 		UpdatedAt:  b.UpdatedAt,
@@ -190,6 +196,119 @@ var migrations = []migration{
 			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
 		},
 	},
+	{
+		// Accounts and their refresh-token sessions (users.go,
+		// sessions.go). email_key is the lower-cased email, so the unique
+		// index is case-insensitive on both databases; MySQL columns that
+		// hold keys use the binary collation, so uniqueness means exactly
+		// equal (an OIDC subject is case-sensitive, and utf8mb4_unicode_ci
+		// would also equate accented and plain letters).
+		version: 4,
+		sqlite: []string{
+			`CREATE TABLE IF NOT EXISTS users (
+				id INTEGER PRIMARY KEY AUTOINCREMENT,
+				email VARCHAR(254) NULL,
+				email_key VARCHAR(254) NULL,
+				display_name VARCHAR(100) NOT NULL,
+				password_hash VARCHAR(255) NULL,
+				role VARCHAR(16) NOT NULL,
+				disabled BOOLEAN NOT NULL DEFAULT 0,
+				token_gen BIGINT NOT NULL DEFAULT 1,
+				oidc_issuer VARCHAR(255) NULL,
+				oidc_subject VARCHAR(255) NULL,
+				created_at DATETIME NOT NULL,
+				updated_at DATETIME NOT NULL
+			)`,
+			`CREATE UNIQUE INDEX IF NOT EXISTS idx_users_email_key ON users (email_key)`,
+			`CREATE UNIQUE INDEX IF NOT EXISTS idx_users_oidc ON users (oidc_issuer, oidc_subject)`,
+			`CREATE TABLE IF NOT EXISTS sessions (
+				id VARCHAR(64) NOT NULL PRIMARY KEY,
+				user_id BIGINT NOT NULL REFERENCES users (id),
+				created_at DATETIME NOT NULL,
+				expires_at DATETIME NOT NULL,
+				revoked_at DATETIME NULL,
+				revoke_reason VARCHAR(32) NOT NULL DEFAULT ''
+			)`,
+			`CREATE INDEX IF NOT EXISTS idx_sessions_user ON sessions (user_id)`,
+			`CREATE INDEX IF NOT EXISTS idx_sessions_expires ON sessions (expires_at)`,
+			`CREATE TABLE IF NOT EXISTS refresh_tokens (
+				hash BLOB NOT NULL PRIMARY KEY,
+				session_id VARCHAR(64) NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+				created_at DATETIME NOT NULL,
+				used_at DATETIME NULL,
+				replaced_by BLOB NULL,
+				superseded BOOLEAN NOT NULL DEFAULT 0
+			)`,
+			`CREATE INDEX IF NOT EXISTS idx_refresh_tokens_session ON refresh_tokens (session_id)`,
+		},
+		mysql: []string{
+			`CREATE TABLE IF NOT EXISTS users (
+				id BIGINT NOT NULL AUTO_INCREMENT,
+				email VARCHAR(254) NULL,
+				email_key VARCHAR(254) NULL,
+				display_name VARCHAR(100) NOT NULL COLLATE utf8mb4_unicode_ci,
+				password_hash VARCHAR(255) NULL,
+				role VARCHAR(16) NOT NULL,
+				disabled BOOLEAN NOT NULL DEFAULT FALSE,
+				token_gen BIGINT UNSIGNED NOT NULL DEFAULT 1,
+				oidc_issuer VARCHAR(255) NULL,
+				oidc_subject VARCHAR(255) NULL,
+				created_at DATETIME(6) NOT NULL,
+				updated_at DATETIME(6) NOT NULL,
+				PRIMARY KEY (id),
+				UNIQUE KEY idx_users_email_key (email_key),
+				UNIQUE KEY idx_users_oidc (oidc_issuer, oidc_subject)
+			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+			`CREATE TABLE IF NOT EXISTS sessions (
+				id VARCHAR(64) NOT NULL,
+				user_id BIGINT NOT NULL,
+				created_at DATETIME(6) NOT NULL,
+				expires_at DATETIME(6) NOT NULL,
+				revoked_at DATETIME(6) NULL,
+				revoke_reason VARCHAR(32) NOT NULL DEFAULT '',
+				PRIMARY KEY (id),
+				KEY idx_sessions_user (user_id),
+				KEY idx_sessions_expires (expires_at),
+				CONSTRAINT fk_sessions_user FOREIGN KEY (user_id) REFERENCES users (id)
+			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+			`CREATE TABLE IF NOT EXISTS refresh_tokens (
+				hash BINARY(32) NOT NULL,
+				session_id VARCHAR(64) NOT NULL,
+				created_at DATETIME(6) NOT NULL,
+				used_at DATETIME(6) NULL,
+				replaced_by BINARY(32) NULL,
+				superseded BOOLEAN NOT NULL DEFAULT FALSE,
+				PRIMARY KEY (hash),
+				KEY idx_refresh_tokens_session (session_id),
+				CONSTRAINT fk_refresh_tokens_session FOREIGN KEY (session_id) REFERENCES sessions (id) ON DELETE CASCADE
+			) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+		},
+	},
+	{
+		// Staff-only book fields. SQLite and MySQL have no portable ADD
+		// COLUMN IF NOT EXISTS, so run checks for each column first.
+		version: 5,
+		run:     (*Store).addBookStaffColumns,
+	},
+}
+
+// addBookStaffColumns is migration 5: books gain cost_cents and supplier,
+// defaulting to 0 and "" for the rows already there.
+func (s *Store) addBookStaffColumns(tx *gorm.DB) error {
+	tx = tx.Session(&gorm.Session{NewDB: true})
+	cols := []struct{ name, ddl string }{
+		{"cost_cents", "ALTER TABLE books ADD COLUMN cost_cents BIGINT NOT NULL DEFAULT 0"},
+		{"supplier", "ALTER TABLE books ADD COLUMN supplier VARCHAR(255) NOT NULL DEFAULT ''"},
+	}
+	for _, c := range cols {
+		if tx.Migrator().HasColumn(&bookRow{}, c.name) {
+			continue
+		}
+		if err := tx.Exec(c.ddl).Error; err != nil {
+			return fmt.Errorf("add column books.%s: %w", c.name, err)
+		}
+	}
+	return nil
 }
 
 // convertISBN10s is migration 2: it rewrites each stored ISBN-10 as the

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bookhub/bookhub/auth"
 	"github.com/bookhub/bookhub/internal/testenv"
 	"github.com/bookhub/bookhub/store"
 )
@@ -109,6 +110,42 @@ func TestMigrationConvertsISBN10s(t *testing.T) {
 					t.Errorf("reopening ran migration 2 again: version %d", got.Version)
 				}
 			})
+		})
+	}
+}
+
+// TestMigrationsRerun rewinds the account and staff-field migrations and
+// opens the store again: an interrupted step (MySQL commits DDL at once)
+// must be safe to run twice, keeping the rows and values already there.
+func TestMigrationsRerun(t *testing.T) {
+	for _, d := range driverCases {
+		t.Run(d.name, func(t *testing.T) {
+			ctx := testContext(t)
+			u := d.url(t)
+			old, err := store.Open(ctx, store.Options{URL: u, Logger: testLogger(t)})
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			// A row as migration 1 wrote it: the staff columns default.
+			plain := insertRaw(t, old, "Plain", "A", "")
+			b := mustCreate(t, old, store.Book{Title: "Staff", Author: "A", CostCents: 12, Supplier: "S"})
+			user := mustCreateUser(t, old, store.NewUser{Email: "m@x.io", DisplayName: "M", Role: auth.RoleAdmin})
+			if err := old.ExecForTest(ctx, "DELETE FROM schema_migrations WHERE version IN (4, 5)"); err != nil {
+				t.Fatalf("rewind migrations: %v", err)
+			}
+			if err := old.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s := openStore(t, u)
+			if got := mustGet(t, s, b.ID); got != b {
+				t.Errorf("book after rerun %+v, want %+v", got, b)
+			}
+			if got := mustGet(t, s, plain.ID); got.CostCents != 0 || got.Supplier != "" {
+				t.Errorf("old row %+v, want zero cost and no supplier", got)
+			}
+			if got := mustGetUser(t, s, user.ID); got != user {
+				t.Errorf("user after rerun %+v, want %+v", got, user)
+			}
 		})
 	}
 }

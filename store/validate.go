@@ -14,27 +14,37 @@ import (
 // it is decoded use NormalizeText and NormalizeISBN; Book.Normalize applies
 // all of them at once.
 
-// MaxTextLen is the most characters (Unicode code points) a title or an
-// author may have after trimming; the columns are VARCHAR(255).
+// MaxTextLen is the most characters (Unicode code points) a title, an
+// author or a supplier may have after trimming; the columns are
+// VARCHAR(255).
 const MaxTextLen = 255
 
 // ErrInvalidBook: a Book breaks one of the rules of Book.Normalize. The error
-// is a *ValidationError, which names the fields.
-var ErrInvalidBook = errors.New("invalid book")
+// is a *ValidationError, which names the fields. It matches ErrInvalid too.
+var ErrInvalidBook error = &kindError{msg: "invalid book", kind: ErrInvalid}
 
-// FieldError is one rule a field of a Book breaks.
+// ErrInvalidUser: a user breaks one of the rules of user_validate.go. The
+// error is a *ValidationError with Entity "user", which names the fields
+// (the Go names of NewUser). It matches ErrInvalid too.
+var ErrInvalidUser error = &kindError{msg: "invalid user", kind: ErrInvalid}
+
+// FieldError is one rule a field of an entity breaks.
 type FieldError struct {
-	// Field is the Go name of the Book field: "Title", "Author", "ISBN",
-	// "PriceCents" or "Stock".
+	// Field is the Go name of the entity's field: for a Book "Title",
+	// "Author", "ISBN", "PriceCents", "Stock", "CostCents" or "Supplier";
+	// for a user see NewUser.
 	Field string
 	// Message says what is wrong in a form that reads after the field's
 	// name ("must not be empty").
 	Message string
 }
 
-// ValidationError lists every field of a Book that breaks a rule. It matches
-// ErrInvalidBook with errors.Is.
+// ValidationError lists every field of an entity that breaks a rule. It
+// matches ErrInvalid with errors.Is, and ErrInvalidBook or ErrInvalidUser
+// according to Entity.
 type ValidationError struct {
+	// Entity is "book" or "user".
+	Entity string
 	Fields []FieldError
 }
 
@@ -43,11 +53,20 @@ func (e *ValidationError) Error() string {
 	for i, f := range e.Fields {
 		parts[i] = f.Field + " " + f.Message
 	}
-	return ErrInvalidBook.Error() + ": " + strings.Join(parts, "; ")
+	return "invalid " + e.Entity + ": " + strings.Join(parts, "; ")
 }
 
-// Unwrap makes errors.Is(err, ErrInvalidBook) true.
-func (e *ValidationError) Unwrap() error { return ErrInvalidBook }
+// Unwrap makes errors.Is(err, ErrInvalidBook) (or ErrInvalidUser, by Entity)
+// and errors.Is(err, ErrInvalid) true.
+func (e *ValidationError) Unwrap() error {
+	switch e.Entity {
+	case "book":
+		return ErrInvalidBook
+	case "user":
+		return ErrInvalidUser
+	}
+	return ErrInvalid
+}
 
 // NormalizeText applies the rules of a title or an author and returns the
 // value to store:
@@ -71,6 +90,13 @@ func (e *ValidationError) Unwrap() error { return ErrInvalidBook }
 //
 // The error's text is a message to show after the field's name.
 func NormalizeText(s string) (string, error) {
+	return normalizeText(s, MaxTextLen, false)
+}
+
+// normalizeText is NormalizeText with max characters; when optional, a
+// value that is empty after trimming is accepted as "" (control characters
+// are still refused: they are never white space to trim).
+func normalizeText(s string, max int, optional bool) (string, error) {
 	if !utf8.ValidString(s) {
 		return "", errors.New("must be valid UTF-8")
 	}
@@ -89,12 +115,16 @@ func NormalizeText(s string) (string, error) {
 		}
 	}
 	switch n := utf8.RuneCountInString(s); {
+	case s == "" && optional:
+		return "", nil
+	case first < 0 && optional:
+		return "", errors.New("must be empty or contain visible characters")
 	case first < 0:
 		return "", errors.New("must not be empty")
 	case unicode.Is(unicode.M, first):
 		return "", fmt.Errorf("must not begin with a combining mark (U+%04X)", first)
-	case n > MaxTextLen:
-		return "", fmt.Errorf("must be at most %d characters, got %d", MaxTextLen, n)
+	case n > max:
+		return "", fmt.Errorf("must be at most %d characters, got %d", max, n)
 	}
 	return s, nil
 }
@@ -179,15 +209,15 @@ func isbn13(digits12 string) string {
 
 // Normalize applies every rule of a Book's writable fields and returns the
 // book as it is to be stored: title and author as NormalizeText makes them,
-// the ISBN as NormalizeISBN makes it ("" stays none), price and stock not
-// negative. It fails with a *ValidationError naming every field that breaks
+// the ISBN as NormalizeISBN makes it ("" stays none), the supplier like
+// the author but possibly empty, price, cost and stock not negative. It fails with a *ValidationError naming every field that breaks
 // a rule. ID, Version and the timestamps are not looked at: the store
 // assigns them.
 func (b Book) Normalize() (Book, error) {
 	var fields []FieldError
 	b, fields = b.normalize(func(string) bool { return true })
 	if len(fields) > 0 {
-		return b, &ValidationError{Fields: fields}
+		return b, &ValidationError{Entity: "book", Fields: fields}
 	}
 	return b, nil
 }
@@ -219,6 +249,14 @@ func (b Book) normalize(check func(field string) bool) (Book, []FieldError) {
 	if check("Stock") && b.Stock < 0 {
 		fail("Stock", errors.New("must not be negative"))
 	}
+	if check("CostCents") && b.CostCents < 0 {
+		fail("CostCents", errors.New("must not be negative"))
+	}
+	if check("Supplier") {
+		if b.Supplier, err = normalizeText(b.Supplier, MaxTextLen, true); err != nil {
+			fail("Supplier", err)
+		}
+	}
 	return b, fields
 }
 
@@ -234,10 +272,12 @@ func (b Book) normalizeChanges(cur Book) (Book, error) {
 		"ISBN":       b.ISBN != cur.ISBN,
 		"PriceCents": b.PriceCents != cur.PriceCents,
 		"Stock":      b.Stock != cur.Stock,
+		"CostCents":  b.CostCents != cur.CostCents,
+		"Supplier":   b.Supplier != cur.Supplier,
 	}
 	b, fields := b.normalize(func(f string) bool { return changed[f] })
 	if len(fields) > 0 {
-		return b, &ValidationError{Fields: fields}
+		return b, &ValidationError{Entity: "book", Fields: fields}
 	}
 	return b, nil
 }
