@@ -63,7 +63,8 @@ func TestLoginIssuesVerifiableTokens(t *testing.T) {
 	if id.Subject != accounts.Subject(u.ID) || id.Role != auth.RoleEditor || id.Session == "" || id.Generation != u.TokenGen {
 		t.Fatalf("identity = %+v, user %+v", id, u)
 	}
-	if got := p.AccessExpiresAt.Sub(e.clock.Now()); got != 15*time.Minute {
+	// exp has whole seconds.
+	if got := p.AccessExpiresAt.Sub(e.clock.Now()); got <= 15*time.Minute-time.Second || got > 15*time.Minute {
 		t.Fatalf("access token lives %s, want 15m", got)
 	}
 	if _, err := e.svc.Verify(p.RefreshToken); !errors.Is(err, auth.ErrInvalidToken) {

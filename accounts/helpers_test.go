@@ -54,7 +54,7 @@ type envOptions struct {
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	ctx := testContext(t)
-	st, err := store.Open(ctx, store.Options{URL: "sqlite://" + filepath.Join(t.TempDir(), "bookhub.db")})
+	st, err := store.Open(ctx, store.Options{URL: "sqlite://" + filepath.Join(t.TempDir(), "bookhub.db"), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}

@@ -10,6 +10,11 @@ import (
 	"github.com/bookhub/bookhub/store"
 )
 
+// errBadRole is a validation error of the store's kind, so transports
+// report it like every other field.
+var errBadRole = &store.ValidationError{Entity: "user",
+	Fields: []store.FieldError{{Field: "Role", Message: "must be viewer, editor or admin"}}}
+
 // NewUser is an operator's request to create an account.
 type NewUser struct {
 	Email, DisplayName, Password string
@@ -20,7 +25,7 @@ type NewUser struct {
 // the transport checks the caller's role).
 func (s *Service) CreateUser(ctx context.Context, u NewUser) (store.User, error) {
 	if !u.Role.Valid() {
-		return store.User{}, fmt.Errorf("%w: role: must be viewer, editor or admin", store.ErrInvalid)
+		return store.User{}, errBadRole
 	}
 	return s.createPasswordUser(ctx, u.Email, u.DisplayName, u.Password, u.Role)
 }
@@ -66,7 +71,7 @@ func (s *Service) UpdateUser(ctx context.Context, actor auth.Identity, id int64,
 		}
 	}
 	if c.Role != nil && !c.Role.Valid() {
-		return store.User{}, fmt.Errorf("%w: role: must be viewer, editor or admin", store.ErrInvalid)
+		return store.User{}, errBadRole
 	}
 	before, err := s.users.GetUser(ctx, id)
 	if err != nil {

@@ -375,7 +375,16 @@ func checkK6Service(k *kit) []string {
 func TestComposeSetsEveryClusterSetting(t *testing.T) {
 	k := loadKit(t)
 	optional := map[string]bool{config.EnvDataDir: true, config.EnvOrigins: true, // embedded mode / browsers only
-		config.EnvRedisCluster: true} // the compose stack runs a single Redis
+		config.EnvRedisCluster: true, // the compose stack runs a single Redis
+		// Security settings with safe defaults that a cluster needs not set:
+		// no OIDC provider, no EdDSA key or retired keys, no cross-site
+		// dashboard, default token claims, grace and rate limits.
+		config.EnvOIDCName: true, config.EnvOIDCIssuer: true, config.EnvOIDCClientID: true,
+		config.EnvOIDCClientSecret: true, config.EnvOIDCRedirectURL: true,
+		config.EnvJWTKeyFile: true, config.EnvJWTPreviousSecrets: true, config.EnvJWTPreviousKeyFiles: true,
+		config.EnvCORSOrigins: true, config.EnvJWTIssuer: true, config.EnvJWTAudience: true,
+		config.EnvRefreshGrace: true, config.EnvLoginRateAccount: true, config.EnvLoginRateAddress: true,
+		config.EnvRefreshRate: true}
 	for _, key := range config.EnvNames() {
 		if optional[key] {
 			continue

@@ -127,16 +127,20 @@ func (a *api) deleteBook(c *gin.Context) error {
 	return nil
 }
 
-// wireFields names store.Book fields as the API spells them.
-var wireFields = map[string]string{
-	"Title": "title", "Author": "author", "ISBN": "isbn", "PriceCents": "price", "Stock": "stock",
-	"CostCents": "cost_price", "Supplier": "supplier",
+// wireFields names store fields as the API spells them, per entity.
+var wireFields = map[string]map[string]string{
+	"book": {"Title": "title", "Author": "author", "ISBN": "isbn", "PriceCents": "price", "Stock": "stock",
+		"CostCents": "cost_price", "Supplier": "supplier"},
+	"user": {"Email": "email", "DisplayName": "display_name", "Role": "role", "PasswordHash": "password",
+		"OIDCIssuer": "oidc_issuer", "OIDCSubject": "oidc_subject"},
 }
 
 // storeValidation turns the store's *store.ValidationError into a 422 that
-// names wire fields; other errors pass unchanged. The decoder applies the
-// same rules first, so this only fires if the two ever drift apart, and then
-// the client still learns which field is wrong instead of getting a 500.
+// names wire fields; other errors pass unchanged. The decoders apply the
+// book rules first, so for books this only fires if the two ever drift
+// apart, and then the client still learns which field is wrong instead of
+// getting a 500. classify calls it for every error, so every writer's
+// validation (books, users) speaks the same dialect.
 func storeValidation(err error) error {
 	var ve *store.ValidationError
 	if !errors.As(err, &ve) {
@@ -144,7 +148,7 @@ func storeValidation(err error) error {
 	}
 	var fe fieldErrors
 	for _, f := range ve.Fields {
-		name, ok := wireFields[f.Field]
+		name, ok := wireFields[ve.Entity][f.Field]
 		if !ok {
 			name = f.Field
 		}

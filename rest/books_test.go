@@ -72,7 +72,8 @@ func TestCreateBook(t *testing.T) {
 	}
 	checkEvent(t, evs[0], events.BookCreated, r.body)
 
-	got := e.do(t, request{method: "GET", path: "/api/v1/books/" + jsonInt(b.ID)})
+	// An editor reads what an editor wrote, staff-only fields included.
+	got := e.do(t, request{method: "GET", path: "/api/v1/books/" + jsonInt(b.ID), token: e.token(t, auth.RoleEditor)})
 	if got.status != http.StatusOK || string(got.body) != string(r.body) {
 		t.Errorf("GET = %d %s, want the created book %s", got.status, got.body, r.body)
 	}
@@ -239,7 +240,7 @@ func TestDeleteBook(t *testing.T) {
 	e := newEnv(t, nil)
 	b := e.createBook(t, `{"title":"a","author":"b","price":1.5}`)
 	path := "/api/v1/books/" + jsonInt(b.ID)
-	before := e.do(t, request{method: "GET", path: path})
+	before := e.do(t, request{method: "GET", path: path, token: e.token(t, auth.RoleEditor)})
 
 	r := e.do(t, request{method: "DELETE", path: path, token: e.token(t, auth.RoleAdmin), headers: map[string]string{"If-Match": `"1"`}})
 	if r.status != http.StatusNoContent || len(r.body) != 0 {

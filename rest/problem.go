@@ -116,6 +116,9 @@ func (a *api) renderErrors(c *gin.Context) {
 // see. Store sentinels are translated here and only here.
 func (a *api) classify(c *gin.Context, err error) *apiError {
 	ctx := c.Request.Context()
+	if v := storeValidation(err); v != err {
+		return v.(*apiError)
+	}
 	if acc := classifyAccounts(c, err); acc != nil {
 		if acc.kind.Status >= http.StatusInternalServerError {
 			a.logFault(c, acc.kind.Status, err)

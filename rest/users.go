@@ -73,7 +73,7 @@ func (a *api) createUser(c *gin.Context) error {
 	u, err := a.accounts.CreateUser(c.Request.Context(), accounts.NewUser{Email: in["email"],
 		DisplayName: in["display_name"], Password: in["password"], Role: role})
 	if err != nil {
-		return userValidation(err)
+		return err
 	}
 	c.Header("Location", usersPath+"/"+strconv.FormatInt(u.ID, 10))
 	return writeJSON(c, http.StatusCreated, toUserJSON(u))
@@ -96,9 +96,9 @@ func (a *api) listUsers(c *gin.Context) error {
 		v := vs[len(vs)-1]
 		switch k {
 		case "limit":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > store.MaxUserListLimit {
-				fe.invalidf("limit", "must be an integer from 1 to %d", store.MaxUserListLimit)
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 1 || n > store.MaxUserLimit {
+				fe.invalidf("limit", "must be an integer from 1 to %d", store.MaxUserLimit)
 			}
 			opts.Limit = n
 		case "cursor":
@@ -189,14 +189,10 @@ func (a *api) patchUser(c *gin.Context) error {
 	}
 	u, err := a.accounts.UpdateUser(c.Request.Context(), identityOf(c), c.GetInt64(keyUserID), ch)
 	if err != nil {
-		return userValidation(err)
+		return err
 	}
 	return writeJSON(c, http.StatusOK, toUserJSON(u))
 }
-
-// userValidation turns the store's validation error of a user into a 422
-// naming wire fields (the store's field names are the wire names already).
-func userValidation(err error) error { return storeValidation(err) }
 
 // fieldSpec lists the string fields a small JSON body must carry.
 type fieldSpec struct{ required []string }

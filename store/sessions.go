@@ -95,6 +95,8 @@ type RotateResult struct {
 	// new access token must be minted from it, not from the old token.
 	User      User
 	SessionID string
+	// ExpiresAt is the end of the session: rotating never extends it.
+	ExpiresAt time.Time
 }
 
 type sessionRow struct {
@@ -257,7 +259,7 @@ func (s *Store) RotateRefresh(ctx context.Context, req RotateRequest) (RotateRes
 		if err := tx.Create(&next).Error; err != nil {
 			return fmt.Errorf("insert successor: %w", translate(err))
 		}
-		res = RotateResult{User: toUser(u), SessionID: sess.ID}
+		res = RotateResult{User: toUser(u), SessionID: sess.ID, ExpiresAt: sess.ExpiresAt}
 		return nil
 	})
 	if err == nil {

@@ -84,7 +84,7 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 		fmt.Fprintln(tw, "ID\tEMAIL\tNAME\tROLE\tDISABLED\tSIGN-IN")
 		var after int64
 		for {
-			users, next, err := svc.ListUsers(ctx, store.UserListOptions{Limit: store.MaxUserListLimit, AfterID: after})
+			users, next, err := svc.ListUsers(ctx, store.UserListOptions{Limit: store.MaxUserLimit, AfterID: after})
 			if err != nil {
 				return fmt.Errorf("user list: %w", err)
 			}
