@@ -35,8 +35,8 @@ func newAccountsEnv(t *testing.T, registration bool, mod func(*accounts.Options)
 			t.Fatal(err)
 		}
 		opts := accounts.Options{Users: st, Tokens: newTokens(t), Passwords: passwords,
-			Revocations: authstate.NewMemoryRevocations(authstate.RevocationOptions{}),
-			Tickets:     authstate.NewMemoryTickets(authstate.TicketOptions{}),
+			Revocations:       authstate.NewMemoryRevocations(authstate.RevocationOptions{}),
+			Tickets:           authstate.NewMemoryTickets(authstate.TicketOptions{}),
 			AllowRegistration: registration}
 		if mod != nil {
 			mod(&opts)

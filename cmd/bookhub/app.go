@@ -172,10 +172,10 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 		AllowRegistration: cfg.Security.AllowRegistration,
 		CORSOrigins:       cfg.Security.CORSOrigins,
 		TrustedProxies:    cfg.Security.TrustedProxies,
-		Instance: cfg.Instance,
-		Logger:   logger,
-		Checks:   checks,
-		Observe:  a.metrics.ObserveRequest,
+		Instance:          cfg.Instance,
+		Logger:            logger,
+		Checks:            checks,
+		Observe:           a.metrics.ObserveRequest,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rest api: %w", err)
