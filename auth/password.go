@@ -237,7 +237,7 @@ func decodePHC(s string) (Argon2Params, []byte, []byte, error) {
 	}
 	fields := strings.Split(parts[3], ",")
 	if len(fields) != 3 {
-		return p, nil, nil, fmt.Errorf("parameters %q, want m=..,t=..,p=..", parts[3])
+		return p, nil, nil, fmt.Errorf("parameters %q, want m=<KiB>,t=<passes>,p=<lanes>", parts[3])
 	}
 	var vals [3]uint64
 	for i, name := range []string{"m", "t", "p"} {

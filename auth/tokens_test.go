@@ -292,7 +292,7 @@ func TestVerifyRefuses(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Verify error = %v, want %v", err, tc.want)
 			}
-			if tc.want != auth.ErrMissingToken && !errors.Is(err, auth.ErrInvalidToken) {
+			if !errors.Is(tc.want, auth.ErrMissingToken) && !errors.Is(err, auth.ErrInvalidToken) {
 				t.Fatalf("Verify error = %v does not wrap ErrInvalidToken", err)
 			}
 			if !strings.Contains(err.Error(), tc.reason) {

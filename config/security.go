@@ -181,7 +181,7 @@ func loadOIDC(getenv func(string) string) (*OIDCProvider, error) {
 		}
 	}
 	for _, r := range p.Name {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+		if !nameRune(r) {
 			return nil, fmt.Errorf("%s: %q may hold only a-z, 0-9 and -", EnvOIDCName, p.Name)
 		}
 	}
@@ -210,3 +210,6 @@ func splitList(v string) []string {
 	}
 	return out
 }
+
+// nameRune reports whether r may appear in a provider name (a URL segment).
+func nameRune(r rune) bool { return r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' }

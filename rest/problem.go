@@ -116,8 +116,11 @@ func (a *api) renderErrors(c *gin.Context) {
 // see. Store sentinels are translated here and only here.
 func (a *api) classify(c *gin.Context, err error) *apiError {
 	ctx := c.Request.Context()
-	if v := storeValidation(err); v != err {
-		return v.(*apiError)
+	var ve *store.ValidationError
+	if errors.As(err, &ve) {
+		if v, ok := storeValidation(err).(*apiError); ok {
+			return v
+		}
 	}
 	if acc := classifyAccounts(c, err); acc != nil {
 		if acc.kind.Status >= http.StatusInternalServerError {

@@ -59,7 +59,7 @@ func (p *Provider) open(value string) (flow, error) {
 	}
 	var f flow
 	if err := json.Unmarshal(plain, &f); err != nil {
-		return flow{}, fmt.Errorf("%w: decode flow: %v", ErrFlowInvalid, err)
+		return flow{}, fmt.Errorf("%w: decode flow: %w", ErrFlowInvalid, err)
 	}
 	if f.State == "" || f.Nonce == "" || f.Verifier == "" {
 		return flow{}, fmt.Errorf("%w: flow cookie incomplete", ErrFlowInvalid)
@@ -123,7 +123,7 @@ func CheckReturnTo(s string) error {
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidReturnTo, err)
+		return fmt.Errorf("%w: %w", ErrInvalidReturnTo, err)
 	}
 	if u.Scheme != "" || u.Host != "" || u.User != nil {
 		// Unreachable after the checks above; kept as a backstop.

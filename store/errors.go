@@ -167,7 +167,8 @@ func conflictOf(err error) *ConflictError {
 // translated as usual.
 func notFound(err error, entity, key string) error {
 	err = translate(err)
-	if err == ErrNotFound {
+	var nf *NotFoundError
+	if errors.Is(err, ErrNotFound) && !errors.As(err, &nf) {
 		return &NotFoundError{Entity: entity, Key: key}
 	}
 	return err
