@@ -215,6 +215,26 @@ func TestRevocationClosesSocketsOnEveryInstance(t *testing.T) {
 	}
 	root := login(t, bases[0], rootEmail, rootPassword)
 	ed := addUser(t, bases[0], root.AccessToken, "ed@example.com", "editor")
+	vi := addUser(t, bases[1], root.AccessToken, "vi@example.com", "viewer")
+
+	// Role variants across instances: a viewer on node-0, an editor on
+	// node-1, a write on node-2.
+	vc := dialWS(t, bases[0], vi.AccessToken, "books")
+	ec := dialWS(t, bases[1], ed.AccessToken, "books")
+	if resp := do(t, "POST", bases[2]+"/api/v1/books", ed.AccessToken,
+		map[string]any{"title": "Dune", "author": "Frank Herbert", "cost_price": 4.25, "supplier": "Chilton"}, nil); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create: %s", resp.Status)
+	}
+	for _, c := range []struct {
+		who   string
+		conn  *websocket.Conn
+		staff bool
+	}{{"viewer on node-0", vc, false}, {"editor on node-1", ec, true}} {
+		f := readFrame(t, c.conn)
+		if has := strings.Contains(string(f.Book), "cost_price"); f.Type != "event" || has != c.staff {
+			t.Fatalf("%s: %s frame with staff fields = %v: %s", c.who, f.Type, has, f.Book)
+		}
+	}
 	// The ticket is issued on one instance and redeemed on another.
 	c, err := dialTicket(t, bases[1], ticket(t, bases[0], ed.AccessToken), "&subscribe=books")
 	if err != nil {
