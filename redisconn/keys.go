@@ -29,6 +29,14 @@ const (
 	// bottleneck, RateLimit can move to a per-key tag
 	// ("{auth:rl:<key>}") without touching its callers.
 	authTag = "{auth}"
+	// cacheTag puts every key of the read cache (package cache) in one
+	// slot, because its scripts touch several keys at once: a lookup reads
+	// the "all" generation, the entry's namespace generation and the entry;
+	// a write bumps the generations of "list" and of the book together. A
+	// cluster refuses a script over keys of different slots. The price is
+	// that one shard carries all cache traffic; a per-book tag would spread
+	// the book entries but cannot keep them in one slot with "list".
+	cacheTag = "{cache}"
 )
 
 // Keys names every Redis key and channel bookhub uses, under one prefix,
@@ -42,6 +50,8 @@ const (
 //	bookhub:{auth}:revocations:version      counter bumped by every revocation
 //	bookhub:{auth}:ticket:<id>              one-time WebSocket ticket (id = hash of the ticket)
 //	bookhub:{auth}:ratelimit:<scope>:<key>  fixed-window request counter
+//	bookhub:{cache}:gen:<ns>                generation of a cache namespace ("all", "list", "book:<id>")
+//	bookhub:{cache}:entry:<ns>#<key>        one cached value, tagged with its generations
 type Keys struct {
 	// Prefix starts every key and channel. Default DefaultPrefix. It must
 	// not contain '{' or '}', which would change the keys' hash tags.
@@ -87,4 +97,15 @@ func (k Keys) Tickets(id string) string { return k.prefix() + authTag + ":ticket
 // anything.
 func (k Keys) RateLimit(scope, key string) string {
 	return k.prefix() + authTag + ":ratelimit:" + scope + ":" + key
+}
+
+// CacheGeneration is the generation counter of the cache namespace ns
+// ("list", "book:<id>", "all"); see package cache.
+func (k Keys) CacheGeneration(ns string) string { return k.prefix() + cacheTag + ":gen:" + ns }
+
+// CacheEntry is one cached value of namespace ns under key. ns is chosen
+// by the program and must not contain '#', which keeps ("a#b", "c") and
+// ("a", "b#c") apart; key may be anything.
+func (k Keys) CacheEntry(ns, key string) string {
+	return k.prefix() + cacheTag + ":entry:" + ns + "#" + key
 }

@@ -184,6 +184,10 @@ func TestKeys(t *testing.T) {
 		{"RateLimit", def.RateLimit("login", "alice"), "bookhub:{auth}:ratelimit:login:alice"},
 		{"Prefix", redisconn.Keys{Prefix: "x:"}.Events(), "x:{books}:events"},
 		{"UserBracesAfterTag", def.RateLimit("login", "{evil}"), "bookhub:{auth}:ratelimit:login:{evil}"},
+		{"CacheGeneration", def.CacheGeneration("book:7"), "bookhub:{cache}:gen:book:7"},
+		{"CacheEntry", def.CacheEntry("list", "k1"), "bookhub:{cache}:entry:list#k1"},
+		{"CacheEntryEmptyKey", def.CacheEntry("book:7", ""), "bookhub:{cache}:entry:book:7#"},
+		{"CacheEntryBracesInKey", def.CacheEntry("list", "{evil}"), "bookhub:{cache}:entry:list#{evil}"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -194,6 +198,12 @@ func TestKeys(t *testing.T) {
 	for _, k := range []string{def.Revocations(), def.RevocationsVersion(), def.Tickets("a"), def.RateLimit("s", "k")} {
 		if tag := hashTag(k); tag != "auth" {
 			t.Errorf("%s hashes on %q, want auth", k, tag)
+		}
+	}
+	// The cache's scripts read and bump several of its keys at once.
+	for _, k := range []string{def.CacheGeneration("all"), def.CacheGeneration("book:1"), def.CacheEntry("list", "{x}"), (redisconn.Keys{Prefix: "p:"}).CacheEntry("book:1", "")} {
+		if tag := hashTag(k); tag != "cache" {
+			t.Errorf("%s hashes on %q, want cache", k, tag)
 		}
 	}
 }
