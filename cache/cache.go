@@ -145,6 +145,9 @@ type Books struct {
 	obs     Observer
 	brk     *breaker
 	flights singleflight.Group
+	// joined, when set (by tests only), is called once a miss has joined
+	// or started its load, so a test can wait for every caller to be in.
+	joined func()
 }
 
 var _ Store = (*Books)(nil)
@@ -264,6 +267,9 @@ func (c *Books) read(ctx context.Context, ns, key string, load func(context.Cont
 		}
 		return v, nil
 	})
+	if c.joined != nil {
+		c.joined()
+	}
 	select {
 	case r := <-ch:
 		if r.Err != nil && r.Shared && ctx.Err() == nil && isContextErr(r.Err) {

@@ -1,0 +1,196 @@
+package cache_test
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bookhub/bookhub/cache"
+	"github.com/bookhub/bookhub/internal/testenv"
+	"github.com/bookhub/bookhub/redisconn"
+	"github.com/bookhub/bookhub/store"
+)
+
+// testCtx returns a context that ends before the test's own deadline.
+func testCtx(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// openStore opens a fresh SQLite store in a temporary folder.
+func openStore(t testing.TB) *store.Store {
+	t.Helper()
+	st, err := store.Open(testCtx(t), store.Options{
+		URL:    filepath.Join(t.TempDir(), "books.db"),
+		Logger: slog.New(slog.DiscardHandler),
+		Origin: "test-instance",
+	})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// openRedis connects to url and deletes keys' prefix at the end.
+func openRedis(t testing.TB, url string, keys redisconn.Keys) *redisconn.Client {
+	t.Helper()
+	c, err := redisconn.Open(url, redisconn.Options{DialTimeout: time.Second})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		iter := c.Scan(ctx, 0, keys.Prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+		_ = iter.Err() // a stopped private server has nothing to clean
+	})
+	return c
+}
+
+// sharedRedisOptions returns Options on the shared test Redis under a
+// prefix of this test's own.
+func sharedRedisOptions(t testing.TB) cache.Options {
+	t.Helper()
+	keys := redisconn.Keys{Prefix: testenv.Prefix(t)}
+	return cache.Options{Redis: openRedis(t, testenv.Redis(t), keys), Keys: keys}
+}
+
+// backendCase names a way to configure the cache.
+type backendCase struct {
+	name string
+	opts func(t testing.TB) cache.Options
+}
+
+var backends = []backendCase{
+	{"Memory", func(testing.TB) cache.Options { return cache.Options{} }},
+	{"Redis", sharedRedisOptions},
+}
+
+func newBooks(t testing.TB, next cache.Store, o cache.Options) *cache.Books {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	c, err := cache.New(next, o)
+	if err != nil {
+		t.Fatalf("cache.New: %v", err)
+	}
+	return c
+}
+
+// counting wraps the real store, counts reads and can hold one read after
+// it read the database, until the test releases it.
+type counting struct {
+	cache.Store
+	gets, lists atomic.Int64
+
+	mu   sync.Mutex
+	hold *hold // next read to hold, if any
+}
+
+// hold is one held read: read is closed once the store was read, release
+// lets it return.
+type hold struct {
+	read    chan struct{}
+	release chan struct{}
+}
+
+func newCounting(st cache.Store) *counting { return &counting{Store: st} }
+
+// holdNext arms a hold for the next Get or List.
+func (c *counting) holdNext() *hold {
+	h := &hold{read: make(chan struct{}), release: make(chan struct{})}
+	c.mu.Lock()
+	c.hold = h
+	c.mu.Unlock()
+	return h
+}
+
+func (c *counting) wait() {
+	c.mu.Lock()
+	h := c.hold
+	c.hold = nil
+	c.mu.Unlock()
+	if h != nil {
+		close(h.read)
+		<-h.release
+	}
+}
+
+func (c *counting) Get(ctx context.Context, id int64) (store.Book, error) {
+	c.gets.Add(1)
+	b, err := c.Store.Get(ctx, id)
+	c.wait()
+	return b, err
+}
+
+func (c *counting) List(ctx context.Context, o store.ListOptions) (store.Page, error) {
+	c.lists.Add(1)
+	p, err := c.Store.List(ctx, o)
+	c.wait()
+	return p, err
+}
+
+// observer counts what the cache reports.
+type observer struct {
+	hits, misses, invalidations, errors atomic.Int64
+}
+
+func (o *observer) Hit(string)           { o.hits.Add(1) }
+func (o *observer) Miss(string)          { o.misses.Add(1) }
+func (o *observer) Invalidation(string)  { o.invalidations.Add(1) }
+func (o *observer) Error(string, string) { o.errors.Add(1) }
+
+// clock is a settable clock for the breaker.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// sampleBook has every field set, so round trips are checked in full.
+func sampleBook(n int) store.Book {
+	isbns := []string{"9780262033848", "9780131103627", "9780201633610", "9780596007126", "9781491950357", "9780134190440"}
+	return store.Book{
+		Title:      "Title " + string(rune('A'+n)),
+		Author:     "Author " + string(rune('A'+n%3)),
+		ISBN:       isbns[n%len(isbns)],
+		PriceCents: int64(1000 + n*7),
+		Stock:      int64(n),
+		CostCents:  int64(400 + n),
+		Supplier:   "Supplier ünïcode " + string(rune('a'+n)),
+	}
+}
+
+func mustCreate(t testing.TB, s cache.Store, b store.Book) store.Book {
+	t.Helper()
+	got, err := s.Create(testCtx(t), b)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	return got
+}
