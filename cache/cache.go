@@ -14,8 +14,17 @@
 // miss, and stores the value tagged with them only if they are still
 // current: a reader that read the database before a concurrent write can
 // never store its stale value after the write's invalidation. A lookup
-// returns an entry only if its tag equals the current generations. Errors
-// (store.ErrNotFound included) are never cached.
+// returns an entry only if its tag equals the current generations, so even
+// a value stored late could never be served; the store's condition keeps
+// such a value from displacing a current entry. Generations never repeat
+// (see generationTTL for Redis losing its data), which is what makes a
+// tag comparison sufficient. Errors (store.ErrNotFound included) are never
+// cached.
+//
+// Concurrent misses of one entry at one generation load it once
+// (singleflight). Callers joining a load share its result; since they saw
+// the same generation, the load started after every write they may know
+// of.
 //
 // # Backends
 //

@@ -228,15 +228,25 @@ func TestStalePopulate(t *testing.T) {
 				if _, err := c.Update(ctx, b.ID, 0, func(x *store.Book) error { x.Stock = 2; return nil }); err != nil {
 					t.Fatal(err)
 				}
+				// A reader after the write caches the new value.
+				if s, err := rd.read(c, b.ID); err != nil || s != 2 {
+					t.Fatalf("read after the write = %d, %v; want 2", s, err)
+				}
 				close(h.release)
 				if r := <-done; r.err != nil || r.stock != 1 {
 					t.Fatalf("held read = %d, %v; want the old stock 1", r.stock, r.err)
 				}
+				reads := cnt.gets.Load() + cnt.lists.Load()
 				for i := range 2 {
 					s, err := rd.read(c, b.ID)
 					if err != nil || s != 2 {
-						t.Fatalf("read %d after the write = %d, %v; want 2 (a stale value was stored)", i, s, err)
+						t.Fatalf("read %d after the held one = %d, %v; want 2 (a stale value was served)", i, s, err)
 					}
+				}
+				// The held reader's store was refused rather than
+				// replacing the current entry with a dead one.
+				if n := cnt.gets.Load() + cnt.lists.Load() - reads; n != 0 {
+					t.Errorf("%d store reads after the held read returned, want 0: its stale value displaced the current entry", n)
 				}
 			})
 		}

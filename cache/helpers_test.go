@@ -26,8 +26,23 @@ func testCtx(t testing.TB) context.Context {
 // openStore opens a fresh SQLite store in a temporary folder.
 func openStore(t testing.TB) *store.Store {
 	t.Helper()
+	return openStoreURL(t, filepath.Join(t.TempDir(), "books.db"))
+}
+
+// drivers are the databases a test may run on.
+var drivers = []struct {
+	name string
+	url  func(t testing.TB) string
+}{
+	{"SQLite", func(t testing.TB) string { return filepath.Join(t.TempDir(), "books.db") }},
+	{"MySQL", testenv.MySQL},
+}
+
+// openStoreURL opens the store at url.
+func openStoreURL(t testing.TB, url string) *store.Store {
+	t.Helper()
 	st, err := store.Open(testCtx(t), store.Options{
-		URL:    filepath.Join(t.TempDir(), "books.db"),
+		URL:    url,
 		Logger: slog.New(slog.DiscardHandler),
 		Origin: "test-instance",
 	})
