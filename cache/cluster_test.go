@@ -141,7 +141,7 @@ func privateRedis(t *testing.T, obs cache.Observer) (*testenv.RedisServer, cache
 // succeed, and after recovery nothing stale is served.
 func TestRedisOutage(t *testing.T) {
 	tests := []struct {
-		name         string
+		name          string
 		fail, recover func(*testenv.RedisServer)
 	}{
 		// A crash: connections are refused, and Redis comes back empty.
