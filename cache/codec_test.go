@@ -46,7 +46,9 @@ func TestCodecRefuses(t *testing.T) {
 	if _, err := encodeValue(42); err == nil {
 		t.Error("encode of an int succeeded")
 	}
-	for _, raw := range []string{"", "x{}", "b{", "p[1]"} {
+	good, _ := encodeValue(sampleValues()[2])
+	bad := []string{"", "x", "B", "P", "b{}", string(good[:len(good)-1]), string(good) + "x", "P\x00\x00\x00\xff\xff\x03"}
+	for _, raw := range bad {
 		if _, err := decodeValue([]byte(raw)); err == nil {
 			t.Errorf("decode %q succeeded", raw)
 		}
