@@ -79,7 +79,9 @@ func (b *breaker) usable(ctx context.Context) bool {
 	snap := b.snapshotLocked(nil)
 	b.mu.Unlock()
 
-	err := b.apply(ctx, snap)
+	// The flush serves every reader, not just this one: the caller's
+	// cancellation must not fail it.
+	err := b.apply(context.WithoutCancel(ctx), snap)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.flushing = false

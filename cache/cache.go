@@ -130,7 +130,10 @@ type Options struct {
 	// TTL bounds how long an entry lives, as a safety net behind the
 	// generations. Default DefaultTTL.
 	TTL time.Duration
-	// MaxEntries caps the in-process cache. Default DefaultMaxEntries.
+	// MaxEntries caps the in-process cache: its entries (a full cache
+	// evicts an approximately random one) and its per-book generations
+	// (past the cap all are dropped, which invalidates everything).
+	// Default DefaultMaxEntries.
 	MaxEntries int
 	// OpTimeout bounds one Redis call. Default DefaultOpTimeout.
 	OpTimeout time.Duration
@@ -294,6 +297,9 @@ func (c *Books) read(ctx context.Context, ns, key string, load func(context.Cont
 func isContextErr(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
+
+// Writes wait for their invalidation, at most Options.OpTimeout (a frozen
+// Redis costs each write that much; a failed bump does not fail the write).
 
 // Create creates the book, then invalidates "list" and the new book.
 // When the store fails, "list" is invalidated all the same: the write may

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -249,5 +251,72 @@ func TestCanceledCallerDoesNotTrip(t *testing.T) {
 	}
 	if obs.hits.Load() != 1 {
 		t.Errorf("hits = %d, want 1: the canceled read opened the breaker", obs.hits.Load())
+	}
+}
+
+// TestPendingOverflowInvalidatesAll: when more failed bumps pile up than
+// are remembered one by one, recovery invalidates everything. Redis here
+// refuses writes (out of memory) but answers reads.
+func TestPendingOverflowInvalidatesAll(t *testing.T) {
+	ctx := testCtx(t)
+	srv, o, clk := privateRedis(t, nil)
+	admin := openRedis(t, srv.URL(), redisconn.Keys{Prefix: "admin-unused:"})
+	st := openStore(t)
+	c := newBooks(t, st, o)
+	b := mustCreate(t, st, sampleBook(1))
+	if _, err := c.Get(ctx, b.ID); err != nil { // cached
+		t.Fatal(err)
+	}
+	// A change behind the cache's back, whose own event never arrives.
+	nb, err := st.Update(ctx, b.ID, 0, func(x *store.Book) error { x.Stock = 5; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := admin.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for id := int64(1000); id < 1000+1100; id++ { // other books
+		if err := c.Invalidate(ctx, id); err == nil {
+			t.Fatalf("Invalidate(%d) succeeded on a Redis that refuses writes", id)
+		}
+	}
+	if err := admin.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Second)
+	if got, err := c.Get(ctx, b.ID); err != nil || !reflect.DeepEqual(got, nb) {
+		t.Fatalf("Get after recovery = %+v, %v; want %+v: the overflow did not invalidate everything", got, err, nb)
+	}
+}
+
+// TestCorruptEntryIsAMiss: an entry that does not decode (another
+// version's encoding, a bug) is read from the store and replaced.
+func TestCorruptEntryIsAMiss(t *testing.T) {
+	ctx := testCtx(t)
+	o := sharedRedisOptions(t)
+	cnt := newCounting(openStore(t))
+	c := newBooks(t, cnt, o)
+	b := mustCreate(t, c, sampleBook(1))
+	if _, err := c.Get(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	key := o.Keys.CacheEntry("book:"+strconv.FormatInt(b.ID, 10), "")
+	raw, err := o.Redis.Get(ctx, key).Result()
+	if err != nil {
+		t.Fatalf("GET %s: %v", key, err)
+	}
+	tag, _, _ := strings.Cut(raw, "|")
+	if err := o.Redis.Set(ctx, key, tag+"|Bgarbage", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		got, err := c.Get(ctx, b.ID)
+		if err != nil || got.ID != b.ID || got.Title != b.Title {
+			t.Fatalf("Get over a corrupt entry = %+v, %v", got, err)
+		}
+	}
+	if n := cnt.gets.Load(); n != 2 {
+		t.Errorf("store Get called %d times, want 2 (the corrupt entry was replaced)", n)
 	}
 }
