@@ -307,10 +307,10 @@ func isContextErr(err error) bool {
 func (c *Books) Create(ctx context.Context, b store.Book) (store.Book, error) {
 	nb, err := c.next.Create(ctx, b)
 	if err != nil {
-		c.bump(ctx, nsList)
+		c.afterWrite(ctx, nsList)
 		return nb, err
 	}
-	c.bump(ctx, nsList, bookNS(nb.ID))
+	c.afterWrite(ctx, nsList, bookNS(nb.ID))
 	return nb, nil
 }
 
@@ -318,7 +318,7 @@ func (c *Books) Create(ctx context.Context, b store.Book) (store.Book, error) {
 // the store answered (an error may follow a commit).
 func (c *Books) Update(ctx context.Context, id int64, ifVersion int64, apply func(*store.Book) error) (store.Book, error) {
 	b, err := c.next.Update(ctx, id, ifVersion, apply)
-	c.bump(ctx, nsList, bookNS(id))
+	c.afterWrite(ctx, nsList, bookNS(id))
 	return b, err
 }
 
@@ -326,8 +326,16 @@ func (c *Books) Update(ctx context.Context, id int64, ifVersion int64, apply fun
 // the store answered.
 func (c *Books) Delete(ctx context.Context, id int64, ifVersion int64) (store.Book, error) {
 	b, err := c.next.Delete(ctx, id, ifVersion)
-	c.bump(ctx, nsList, bookNS(id))
+	c.afterWrite(ctx, nsList, bookNS(id))
 	return b, err
+}
+
+// afterWrite invalidates after a write. Its error is dropped on purpose:
+// bump has already remembered the namespaces for a retry before the cache
+// is used again, and counted the failure; a committed write must not fail
+// because its cache could not be told.
+func (c *Books) afterWrite(ctx context.Context, nss ...string) {
+	_ = c.bump(ctx, nss...)
 }
 
 // Invalidate bumps "list" and "book:<bookID>". The caller passes it every

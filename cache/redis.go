@@ -111,7 +111,8 @@ func (r *redisBackend) lookup(ctx context.Context, ns, key string) (any, string,
 	v, err := decodeValue([]byte(raw))
 	if err != nil {
 		// Unreadable (written by another version?): a miss that overwrites it.
-		return nil, tag, false, nil
+		return nil, tag, false, nil //nolint:nilerr // a miss, not a failure
+
 	}
 	return v, "", true, nil
 }

@@ -42,6 +42,10 @@ const (
 	// the age and more than the size behind the newest.
 	EnvHistorySize   = "BOOKHUB_HISTORY_SIZE"
 	EnvHistoryMaxAge = "BOOKHUB_HISTORY_MAX_AGE"
+	// EnvReadCache turns the read cache of books off ("false"); it is on
+	// by default: in Redis when BOOKHUB_REDIS_URL is set, in-process
+	// otherwise.
+	EnvReadCache = "BOOKHUB_READ_CACHE"
 )
 
 // EnvNames lists every environment variable bookhub reads, so deployment
@@ -49,7 +53,7 @@ const (
 func EnvNames() []string {
 	names := []string{EnvAddr, EnvDatabaseURL, EnvRedisURL, EnvRedisPrefix, EnvRedisSharded, EnvRedisCluster,
 		EnvJWTSecret, EnvInstance, EnvMetricsAddr, EnvDataDir, EnvLogLevel, EnvLogFormat, EnvOrigins,
-		EnvWSMaxConnsPerSubject, EnvHistorySize, EnvHistoryMaxAge}
+		EnvWSMaxConnsPerSubject, EnvHistorySize, EnvHistoryMaxAge, EnvReadCache}
 	return append(names, securityEnvNames()...)
 }
 
@@ -120,6 +124,8 @@ type Config struct {
 	// deadline still waits for: a body of n bytes must arrive within
 	// ReadTimeout + n/ReadMinRate.
 	ReadMinRate int64
+	// ReadCache caches book reads (see EnvReadCache).
+	ReadCache bool
 	// Security holds the settings of accounts and tokens.
 	Security Security
 }
@@ -232,6 +238,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		if o = strings.TrimSpace(o); o != "" {
 			c.AllowedOrigins = append(c.AllowedOrigins, o)
 		}
+	}
+	if c.ReadCache, err = parseBool(EnvReadCache, envOr(getenv, EnvReadCache, "true")); err != nil {
+		errs = append(errs, err)
 	}
 	sec, secErrs := loadSecurity(getenv)
 	c.Security = sec

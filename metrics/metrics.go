@@ -43,6 +43,11 @@ type Metrics struct {
 	outboxRows    prometheus.Gauge
 	outboxPending prometheus.Gauge
 	outboxLag     prometheus.Gauge
+
+	cacheHits          *prometheus.CounterVec
+	cacheMisses        *prometheus.CounterVec
+	cacheInvalidations *prometheus.CounterVec
+	cacheErrors        *prometheus.CounterVec
 }
 
 // New registers bookhub's collectors, plus Go runtime and process
@@ -75,6 +80,10 @@ func New(instance string) *Metrics {
 	m.outboxRows = f.gauge("bookhub_outbox_rows", "Rows in the outbox: durable history plus unpublished changes.")
 	m.outboxPending = f.gauge("bookhub_outbox_unpublished", "Committed changes not yet published on the bus.")
 	m.outboxLag = f.gauge("bookhub_outbox_lag_seconds", "Age of the oldest unpublished change (0 when none).")
+	m.cacheHits = f.counterVec("bookhub_cache_hits_total", "Book reads served from the read cache, by layer (memory or redis).", []string{"layer"})
+	m.cacheMisses = f.counterVec("bookhub_cache_misses_total", "Book reads that went to the database, by cache layer (including reads that bypassed a failing cache).", []string{"layer"})
+	m.cacheInvalidations = f.counterVec("bookhub_cache_invalidations_total", "Cache invalidations (one per write or change event), by layer.", []string{"layer"})
+	m.cacheErrors = f.counterVec("bookhub_cache_errors_total", "Failed cache operations by layer and op (lookup, store, invalidate).", []string{"layer", "op"})
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -177,3 +186,15 @@ func (m *Metrics) ObserveOutbox(s OutboxSample) {
 	m.outboxPending.Set(float64(s.Unpublished))
 	m.outboxLag.Set(s.Lag.Seconds())
 }
+
+// CacheHit counts a read served from the read cache's layer.
+func (m *Metrics) CacheHit(layer string) { m.cacheHits.WithLabelValues(layer).Inc() }
+
+// CacheMiss counts a read the cache's layer sent to the database.
+func (m *Metrics) CacheMiss(layer string) { m.cacheMisses.WithLabelValues(layer).Inc() }
+
+// CacheInvalidation counts one invalidation in the cache's layer.
+func (m *Metrics) CacheInvalidation(layer string) { m.cacheInvalidations.WithLabelValues(layer).Inc() }
+
+// CacheError counts a failed cache operation.
+func (m *Metrics) CacheError(layer, op string) { m.cacheErrors.WithLabelValues(layer, op).Inc() }

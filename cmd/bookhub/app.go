@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/bookhub/bookhub/accounts"
+	"github.com/bookhub/bookhub/cache"
 	"github.com/bookhub/bookhub/config"
 	"github.com/bookhub/bookhub/events"
 	"github.com/bookhub/bookhub/events/redisbus"
 	"github.com/bookhub/bookhub/feed"
 	"github.com/bookhub/bookhub/hub"
 	"github.com/bookhub/bookhub/metrics"
+	"github.com/bookhub/bookhub/redisconn"
 	"github.com/bookhub/bookhub/relay"
 	"github.com/bookhub/bookhub/rest"
 	"github.com/bookhub/bookhub/store"
@@ -36,6 +38,10 @@ type App struct {
 	cfg   config.Config
 	log   *slog.Logger
 	store *store.Store
+	// books is what REST reads and writes through: the store behind the
+	// read cache (or the store itself when the cache is off).
+	books rest.BookStore
+	cache *cache.Books
 	bus   events.Bus
 	relay *relay.Relay
 	feed  *feed.Feed
@@ -158,12 +164,16 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 		return nil, fmt.Errorf("event feed: %w", err)
 	}
 
+	if err := a.openReadCache(); err != nil {
+		return nil, err
+	}
+
 	var checks []rest.Check // rest always checks the database itself
 	if cfg.RedisURL != "" {
 		checks = append(checks, rest.Check{Name: "redis", Ping: a.bus.Ping})
 	}
 	api, err := rest.New(rest.Options{
-		Books:    countingStore{a.store, a.metrics},
+		Books:    a.books,
 		Tokens:   a.sec.accounts,
 		Accounts: a.sec.accounts,
 		SignIn:   a.sec.providers(),
@@ -319,6 +329,14 @@ func (a *App) receive(ev events.Event) {
 // deliver hands one ordered event from the feed to the hub; it runs on the
 // feed's goroutine and never blocks (hub.Publish only enqueues).
 func (a *App) deliver(ev events.Event) {
+	if a.cache != nil {
+		// Every instance drops what the change made stale, its own writes
+		// included (they were invalidated before their ack already; this
+		// catches writes whose invalidation could not reach Redis).
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = a.cache.Invalidate(ctx, ev.BookID) // failures are counted by the cache and retried before its next use
+		cancel()
+	}
 	p, err := publication(ev)
 	if err != nil {
 		a.metrics.BusError("receive")
@@ -375,3 +393,35 @@ func closeSpread(d time.Duration) time.Duration {
 	}
 	return d
 }
+
+// openReadCache puts the read cache in front of the store: in Redis when
+// Redis is configured (shared by every instance, no in-process layer, so a
+// write acknowledged anywhere is read back everywhere), in-process
+// otherwise.
+func (a *App) openReadCache() error {
+	counted := countingStore{a.store, a.metrics}
+	if !a.cfg.ReadCache {
+		a.books = counted
+		return nil
+	}
+	opts := cache.Options{Keys: redisconn.Keys{Prefix: a.cfg.RedisPrefix}, Observer: cacheMetrics{a.metrics}, Logger: a.log}
+	if a.sec.redis != nil {
+		opts.Redis = a.sec.redis
+	}
+	c, err := cache.New(counted, opts)
+	if err != nil {
+		return fmt.Errorf("%s: %w", config.EnvReadCache, err)
+	}
+	a.cache, a.books = c, c
+	return nil
+}
+
+// cacheMetrics adapts metrics to cache.Observer.
+type cacheMetrics struct{ m *metrics.Metrics }
+
+var _ cache.Observer = cacheMetrics{}
+
+func (c cacheMetrics) Hit(layer string)          { c.m.CacheHit(layer) }
+func (c cacheMetrics) Miss(layer string)         { c.m.CacheMiss(layer) }
+func (c cacheMetrics) Invalidation(layer string) { c.m.CacheInvalidation(layer) }
+func (c cacheMetrics) Error(layer, op string)    { c.m.CacheError(layer, op) }
