@@ -61,7 +61,7 @@ nginx-conf:
 
 ## bench: Go benchmarks of the hot paths (see loadtest/RESULTS.md)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./hub/... ./rest/... ./store/... ./events/...
+	$(GO) test -run '^$$' -bench . -benchmem ./hub/... ./rest/... ./store/... ./events/... ./cache/... ./auth/...
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './loadtest/k6/*')); \
