@@ -332,7 +332,8 @@ func (a *App) deliver(ev events.Event) {
 	if a.cache != nil {
 		// Every instance drops what the change made stale, its own writes
 		// included (they were invalidated before their ack already; this
-		// catches writes whose invalidation could not reach Redis).
+		// catches writes whose invalidation could not reach Redis). Before
+		// the publish: a client that refetches on an event reads the change.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = a.cache.Invalidate(ctx, ev.BookID) // failures are counted by the cache and retried before its next use
 		cancel()
