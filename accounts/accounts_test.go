@@ -9,6 +9,7 @@ import (
 	"github.com/bookhub/bookhub/accounts"
 	"github.com/bookhub/bookhub/auth"
 	"github.com/bookhub/bookhub/authstate"
+	"github.com/bookhub/bookhub/internal/testenv"
 	"github.com/bookhub/bookhub/store"
 )
 
@@ -85,7 +86,7 @@ func TestRefreshRotatesAndDetectsReuse(t *testing.T) {
 		t.Fatal("refresh did not rotate the token")
 	}
 	// Past the grace window, the old token again is reuse: the family dies.
-	e.clock.Add(time.Minute)
+	e.clock.Advance(time.Minute)
 	if _, err := e.svc.Refresh(ctx, first.RefreshToken, "192.0.2.1"); !errors.Is(err, accounts.ErrRefreshInvalid) {
 		t.Fatalf("reuse: %v, want ErrRefreshInvalid", err)
 	}
@@ -117,7 +118,7 @@ func TestRefreshGraceForALostResponse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.clock.Add(2 * time.Second)
+	e.clock.Advance(2 * time.Second)
 	retry, err := e.svc.Refresh(ctx, first.RefreshToken, "192.0.2.1")
 	if err != nil {
 		t.Fatalf("retry within grace: %v", err)
@@ -188,7 +189,7 @@ func TestRoleChangeAndDisableCutAccess(t *testing.T) {
 		t.Fatalf("token of a disabled user: %v, want ErrRevoked", err)
 	}
 	// Entries outlive the tokens they cover, and no longer.
-	e.clock.Add(16 * time.Minute)
+	e.clock.Advance(16 * time.Minute)
 	if _, err := e.svc.Verify(p2.AccessToken); !errors.Is(err, auth.ErrInvalidToken) {
 		t.Fatalf("expired token: %v", err)
 	}
@@ -246,7 +247,7 @@ func TestRegister(t *testing.T) {
 }
 
 func TestLoginRateLimits(t *testing.T) {
-	e := newEnv(t, envOptions{limits: func(c *clock) accounts.Limits {
+	e := newEnv(t, envOptions{limits: func(c *testenv.Clock) accounts.Limits {
 		acct, err := authstate.NewMemoryLimiter(authstate.Limit{Requests: 3, Window: time.Minute}, authstate.LimiterOptions{Now: c.Now})
 		if err != nil {
 			t.Fatal(err)

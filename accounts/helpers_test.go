@@ -12,43 +12,25 @@ import (
 	"github.com/bookhub/bookhub/accounts"
 	"github.com/bookhub/bookhub/auth"
 	"github.com/bookhub/bookhub/authstate"
+	"github.com/bookhub/bookhub/internal/testenv"
 	"github.com/bookhub/bookhub/store"
 )
 
 const testSecret = "accounts-test-secret-0123456789abcdef"
-
-// clock is a settable time source shared by the service and the token
-// issuer, so tests move time instead of waiting for it.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // env is one service over a fresh SQLite store and in-process state.
 type env struct {
 	svc     *accounts.Service
 	store   *store.Store
 	tokens  *auth.Tokens
-	clock   *clock
+	clock   *testenv.Clock
 	revoked chan accounts.Revocation
 	logs    *logSink
 }
 
 type envOptions struct {
 	registration bool
-	limits       func(*clock) accounts.Limits
+	limits       func(*testenv.Clock) accounts.Limits
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -59,7 +41,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	clk := &clock{now: time.Now()}
+	clk := testenv.NewClock(time.Now())
 	tokens, err := auth.New([]byte(testSecret), auth.Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)

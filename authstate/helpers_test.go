@@ -2,7 +2,6 @@ package authstate_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -58,31 +57,7 @@ func deadRedis(t testing.TB) *redisconn.Client {
 	return c
 }
 
-// clock is a settable clock for the in-memory implementations.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	c.now = t
-	c.mu.Unlock()
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *testenv.Clock { return testenv.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 // waitExpired waits until Redis has expired key: the condition itself,
 // checked every few milliseconds, rather than a guess at how long it takes.

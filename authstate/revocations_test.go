@@ -287,7 +287,7 @@ func TestRedisRevocationsExpire(t *testing.T) {
 	c, keys := sharedRedis(t)
 	// A clock of our own that starts at the real time: Redis's own clock
 	// only decides when the whole set expires, at the last Until.
-	clk := &clock{now: time.Now().Truncate(time.Millisecond)} // Redis keeps Until in ms
+	clk := testenv.NewClock(time.Now().Truncate(time.Millisecond)) // Redis keeps Until in ms
 	a := startRedisRevocations(t, c, keys, authstate.RevocationOptions{Now: clk.Now})
 	ctx := testCtx(t, 10*time.Second)
 	revoke := func(session string, ttl time.Duration) {

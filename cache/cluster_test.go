@@ -125,7 +125,7 @@ func TestCacheOnOffIdentical(t *testing.T) {
 
 // privateRedis returns Options on a throwaway Redis the test may stop,
 // with a settable breaker clock.
-func privateRedis(t *testing.T, obs cache.Observer) (*testenv.RedisServer, cache.Options, *clock) {
+func privateRedis(t *testing.T, obs cache.Observer) (*testenv.RedisServer, cache.Options, *testenv.Clock) {
 	t.Helper()
 	srv := testenv.StartRedis(t)
 	keys := redisconn.Keys{Prefix: testenv.Prefix(t)}

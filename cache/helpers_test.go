@@ -167,25 +167,7 @@ func (o *observer) Miss(string)          { o.misses.Add(1) }
 func (o *observer) Invalidation(string)  { o.invalidations.Add(1) }
 func (o *observer) Error(string, string) { o.errors.Add(1) }
 
-// clock is a settable clock for the breaker.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *testenv.Clock { return testenv.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 // sampleBook has every field set, so round trips are checked in full.
 func sampleBook(n int) store.Book {

@@ -45,7 +45,7 @@ func newAccountsEnv(t *testing.T, registration bool, mod func(*accounts.Options)
 		if err != nil {
 			t.Fatal(err)
 		}
-		o.Tokens, o.Accounts, o.AllowRegistration = ae.svc, ae.svc, registration
+		o.Tokens, o.Accounts, o.AllowRegistration = nil, ae.svc, registration
 	})
 	return ae
 }

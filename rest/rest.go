@@ -77,7 +77,8 @@ type Check struct {
 
 // Options configure the handler returned by New.
 type Options struct {
-	// Books and Tokens are required.
+	// Books and Tokens are required; Tokens defaults to Accounts when that
+	// is set.
 	Books  BookStore
 	Tokens Verifier
 	// Instance names this process in logs.
@@ -145,6 +146,9 @@ type api struct {
 // It puts gin into release mode. gin's mode is process-wide, but release mode
 // only silences gin's own debug output, which bookhub never wants.
 func New(opts Options) (http.Handler, error) {
+	if opts.Tokens == nil && opts.Accounts != nil {
+		opts.Tokens = opts.Accounts // it verifies tokens, revocations included
+	}
 	switch {
 	case opts.Books == nil:
 		return nil, errors.New("rest: Options.Books is required")

@@ -111,9 +111,8 @@ func (a *api) listUsers(c *gin.Context) error {
 			fe.invalidf(k, "is not a known parameter")
 		}
 	}
-	if err := fe.err(); err != nil {
-		err.(*apiError).kind = kindInvalidParameter
-		return err
+	if len(fe.invalid) > 0 { // query parameters: 400, like the book list's
+		return &apiError{kind: kindInvalidParameter, detail: summarize(fe.invalid), fields: capFields(fe.invalid)}
 	}
 	users, next, err := a.accounts.ListUsers(c.Request.Context(), opts)
 	if err != nil {

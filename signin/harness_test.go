@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bookhub/bookhub/internal/testenv"
 	"github.com/bookhub/bookhub/signin"
 	"github.com/bookhub/bookhub/signin/oidctest"
 )
@@ -20,24 +21,6 @@ import (
 const callbackPath = "/auth/test/callback"
 
 var stateKey = []byte("0123456789abcdef0123456789abcdef")
-
-// clock is a settable clock shared by the app and the provider.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // syncBuffer is a log sink safe for the server goroutines.
 type syncBuffer struct {
@@ -70,7 +53,7 @@ type harness struct {
 	idp     *oidctest.Server
 	p       *signin.Provider
 	app     *httptest.Server
-	clock   *clock
+	clock   *testenv.Clock
 	logs    *syncBuffer
 	results chan result
 }
@@ -79,7 +62,7 @@ func newHarness(t *testing.T, idpOpts oidctest.Options, tweak func(*signin.Confi
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	t.Cleanup(cancel)
-	h := &harness{t: t, ctx: ctx, clock: &clock{t: time.Now()}, logs: &syncBuffer{}, results: make(chan result, 1)}
+	h := &harness{t: t, ctx: ctx, clock: testenv.NewClock(time.Now()), logs: &syncBuffer{}, results: make(chan result, 1)}
 	idpOpts.Now = h.clock.Now
 	h.idp = oidctest.Start(t, idpOpts)
 

@@ -174,7 +174,6 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 	}
 	api, err := rest.New(rest.Options{
 		Books:    a.books,
-		Tokens:   a.sec.accounts,
 		Accounts: a.sec.accounts,
 		SignIn:   a.sec.providers(),
 		JWKS:     a.sec.tokens.JWKSHandler(),

@@ -3,7 +3,6 @@ package redisbus
 import (
 	"bytes"
 	"context"
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -16,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bookhub/bookhub/auth"
 	"github.com/bookhub/bookhub/events"
 )
 
@@ -41,19 +41,15 @@ const MinSigningKeyBytes = sha256.Size
 var ErrTooLarge = fmt.Errorf("redisbus: event too large: %w", events.ErrUndeliverable)
 
 // DeriveSigningKey returns the bus key of a deployment from its secret:
-// HKDF-SHA256 (RFC 5869) with no salt and info "bookhub bus v1", 32 bytes.
-// Every instance given the same secret derives the same key, so they hear
-// each other; the secret itself never signs a bus message, so a bus key
-// that leaks (it is held by every instance, like the secret) does not sign
-// tokens. It returns nil for an empty secret (New then refuses the key).
+// auth.DeriveKey with the purpose "bookhub bus v1" (HKDF-SHA256, RFC 5869,
+// no salt, 32 bytes). Every instance given the same secret derives the same
+// key, so they hear each other; the secret itself never signs a bus
+// message, so a bus key that leaks (it is held by every instance, like the
+// secret) does not sign tokens. It returns nil for a secret shorter than
+// auth.MinSecretLen (New then refuses the key).
 func DeriveSigningKey(secret []byte) []byte {
-	if len(secret) == 0 {
-		return nil
-	}
-	key, err := hkdf.Key(sha256.New, secret, nil, keyInfo, sha256.Size)
+	key, err := auth.DeriveKey(secret, keyInfo)
 	if err != nil {
-		// Only in FIPS 140-only mode with a secret under 112 bits, which
-		// bookhub's 32-byte minimum rules out; nil makes New refuse it.
 		return nil
 	}
 	return key

@@ -8,31 +8,14 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/bookhub/bookhub/internal/testenv"
 	"github.com/bookhub/bookhub/signin/oidctest"
 )
 
 const redirect = "http://app.test/cb"
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func challenge(verifier string) string {
 	sum := sha256.Sum256([]byte(verifier))
@@ -141,7 +124,7 @@ func TestAuthorizeRefuses(t *testing.T) {
 func TestTokenRefuses(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	clk := &clock{t: time.Now()}
+	clk := testenv.NewClock(time.Now())
 	s := oidctest.Start(t, oidctest.Options{Now: clk.Now})
 	const verifier = "the-verifier-the-test-knows-0123456789abcdefghij"
 
