@@ -209,6 +209,7 @@ func NewApp(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App
 	if cfg.MetricsAddr != "" {
 		mm := http.NewServeMux()
 		mm.Handle("/metrics", a.metrics.Handler())
+		mountPprof(mm)
 		// Scrapes have no body; the read deadline only stops a stalled one.
 		a.metricsServer = &http.Server{Handler: mm, ReadHeaderTimeout: cfg.ReadTimeout, ReadTimeout: 2 * cfg.ReadTimeout}
 	}

@@ -221,6 +221,20 @@ func TestMetricsOnTheirOwnListener(t *testing.T) {
 	}
 }
 
+// TestPprofOnTheMetricsListenerOnly: the profiler answers on the metrics
+// listener and is not reachable through the public port.
+func TestPprofOnTheMetricsListenerOnly(t *testing.T) {
+	app := startApp(t, "profiled", map[string]string{config.EnvMetricsAddr: "127.0.0.1:0"})
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/heap"} {
+		if resp := do(t, "GET", "http://"+app.Addr()+path, "", nil, nil); resp.StatusCode == http.StatusOK {
+			t.Errorf("public listener serves %s", path)
+		}
+		if resp := do(t, "GET", "http://"+app.MetricsAddr()+path, "", nil, nil); resp.StatusCode != http.StatusOK {
+			t.Errorf("metrics listener: GET %s = %d", path, resp.StatusCode)
+		}
+	}
+}
+
 func TestBannerShowsAURLYouCanOpen(t *testing.T) {
 	for addr, want := range map[string]string{
 		"[::]:8080":      "http://localhost:8080",
