@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -37,7 +38,9 @@ var (
 )
 
 // conn is one subscriber. Idle sockets are the common case, so the struct is
-// kept small and the queue is allocated only while frames are pending.
+// kept small, the queue is allocated only while frames are pending, and no
+// goroutine writes for an idle connection: a writer is started when there is
+// something to write and ends when the queue is empty (see kick and run).
 type conn struct {
 	hub *Hub
 	id  uint64
@@ -48,20 +51,20 @@ type conn struct {
 	// the reader may read it without mu, everyone else holds mu.
 	ident  Identity
 	remote string
-	ws     *websocket.Conn // set before the writer starts, then read-only
+	ws     *websocket.Conn // set before started, then read-only
+	sock   *socket         // the net.Conn beneath ws
 
-	// subs is owned by the reader goroutine (the ServeHTTP goroutine); the
-	// mutable state of each subscription is guarded by mu.
+	// subs is owned by the reader goroutine; the mutable state of each
+	// subscription is guarded by mu.
 	subs []*subscription
 
-	// notify wakes the writer; 1-buffered so a wake-up is never lost and
-	// enqueue never blocks.
-	notify chan struct{}
 	// drained tells a replaying reader that the writer made progress, or
-	// that a close was requested; writerDone is closed when the writer has
-	// exited, so a replay never waits on a writer that is gone.
-	drained    chan struct{}
-	writerDone chan struct{}
+	// that the connection can no longer write; 1-buffered and re-checked
+	// against the state, so a signal is never lost.
+	drained chan struct{}
+	// closing mirrors closeReq.code != 0 for the writer's check between
+	// frames of a batch, which takes no lock.
+	closing atomic.Bool
 
 	mu           sync.Mutex
 	queue        [][]byte // frames not yet taken by the writer
@@ -72,6 +75,20 @@ type conn struct {
 	closeReq     closeRequest // code != 0 once a close was requested
 	reason       string       // first disconnect reason observed
 	readerDone   bool
+	// started is set once the socket is up and the reader runs; before it
+	// frames are queued but no writer starts.
+	started bool
+	// writing is set while a writer goroutine runs; dead once the socket
+	// cannot be written any more (closed, or a write or ping failed).
+	writing bool
+	dead    bool
+	// writerExit, when set, is closed as the running writer ends: the reader
+	// waits on it before it cleans up.
+	writerExit chan struct{}
+	// nextPing is when the janitor next asks for a ping; pingDue is its
+	// request, taken by the writer.
+	nextPing time.Time
+	pingDue  bool
 	// resuming is set while the reader replays history. It reads no frames
 	// meanwhile, so a pong would go unanswered: the writer does not ping,
 	// and does not judge a ping that was in flight when the replay began
@@ -86,11 +103,26 @@ type conn struct {
 	warned bool
 }
 
-func (c *conn) wake() {
-	select {
-	case c.notify <- struct{}{}:
-	default:
+// kick starts a writer unless one runs or none can: frames were queued, a
+// close was requested or a ping is due. A writer that finds nothing to do
+// ends, so an idle connection costs no goroutine.
+func (c *conn) kick() {
+	c.mu.Lock()
+	start := c.startWriterLocked()
+	c.mu.Unlock()
+	if start {
+		go c.run()
 	}
+}
+
+// startWriterLocked reports whether the caller must start a writer, and
+// marks it running.
+func (c *conn) startWriterLocked() bool {
+	if c.writing || c.dead || !c.started || (c.readerDone && c.closeReq.code == 0) {
+		return false
+	}
+	c.writing = true
+	return true
 }
 
 // enqueue appends frame to the send queue without blocking. Frames are
@@ -129,8 +161,16 @@ func (c *conn) enqueueEvent(sub *subscription, pos Position, key string, frames 
 		frame := frames.frame(c.ident.Variant)
 		ok, slow = c.pushEventLocked(frame, frameMeta{sub: sub, key: key, offset: pos.Offset, orig: frame})
 	}
+	// Decided under the same lock, not by kick: this is the fan-out's
+	// inner loop, and a second lock per delivery showed in its profile.
+	start := (ok || slow) && c.startWriterLocked()
 	c.mu.Unlock()
-	c.afterPush(ok, slow)
+	if slow {
+		c.hub.obs.SlowConsumer()
+	}
+	if start {
+		go c.run()
+	}
 }
 
 // pushEventLocked queues an event frame; a full queue under the conflate
@@ -246,7 +286,7 @@ func (c *conn) afterPush(ok, slow bool) {
 	}
 
 	if ok || slow {
-		c.wake()
+		c.kick()
 	}
 }
 
@@ -259,7 +299,7 @@ func (c *conn) afterPush(ok, slow bool) {
 func (c *conn) waitDrained(n int) bool {
 	for {
 		c.mu.Lock()
-		pending, closed := c.pendingN, c.closeReq.code != 0 || c.readerDone
+		pending, closed := c.pendingN, c.closeReq.code != 0 || c.readerDone || c.dead
 		c.mu.Unlock()
 		if closed {
 			return false
@@ -267,11 +307,14 @@ func (c *conn) waitDrained(n int) bool {
 		if pending <= n {
 			return true
 		}
-		select {
-		case <-c.drained:
-		case <-c.writerDone:
-			return false
-		}
+		<-c.drained
+	}
+}
+
+func (c *conn) signalDrained() {
+	select {
+	case c.drained <- struct{}{}:
+	default:
 	}
 }
 
@@ -287,18 +330,6 @@ func (c *conn) endResume() {
 	c.mu.Lock()
 	c.resuming = false
 	c.mu.Unlock()
-}
-
-// beginPing reports whether the writer may ping now: not while the reader,
-// which would read the pong, is busy with a replay.
-func (c *conn) beginPing() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.resuming {
-		return false
-	}
-	c.pinging, c.pingSpoiled = true, false
-	return true
 }
 
 // endPing reports whether the ping's outcome counts: not if a replay began
@@ -330,7 +361,7 @@ func (c *conn) requestClose(req closeRequest) bool {
 	c.mu.Lock()
 	won := c.closeLocked(req)
 	c.mu.Unlock()
-	c.wake()
+	c.kick()
 	return won
 }
 
@@ -339,15 +370,13 @@ func (c *conn) closeLocked(req closeRequest) bool {
 		return false
 	}
 	c.closeReq = req
+	c.closing.Store(true)
 	c.queue, c.meta = nil, nil // pending frames will never be sent: release them now
 	c.pendingN, c.pendingBytes = 0, 0
 	if c.reason == "" {
 		c.reason = req.metric
 	}
-	select { // a replaying reader stops at once
-	case c.drained <- struct{}{}:
-	default:
-	}
+	c.signalDrained() // a replaying reader stops at once
 	return true
 }
 
@@ -358,173 +387,6 @@ func (c *conn) setReason(reason string) {
 		c.reason = reason
 	}
 	c.mu.Unlock()
-}
-
-// take hands the writer every queued frame, or the close request.
-func (c *conn) take() (batch [][]byte, req closeRequest, stop bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closeReq.code != 0 {
-		return nil, c.closeReq, false
-	}
-	if c.readerDone {
-		return nil, closeRequest{}, true
-	}
-	batch, c.queue = c.queue, nil
-	if c.meta != nil {
-		clear(c.meta) // taken frames are on their way: never conflated
-		c.meta = c.meta[:0]
-	}
-	return batch, closeRequest{}, false
-}
-
-// written accounts for one frame on the wire and reports whether the writer
-// should keep going with its batch.
-func (c *conn) written(n int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closeReq.code != 0 {
-		return false // the counters were reset with the queue
-	}
-	c.pendingN--
-	c.pendingBytes -= n
-	return true
-}
-
-// recycle offers a written batch's backing array back to the queue, so a
-// steady trickle of events does not allocate a slice per wake-up. Large
-// arrays are dropped to keep idle connections small.
-func (c *conn) recycle(batch [][]byte) {
-	if cap(batch) > 8 {
-		return
-	}
-	clear(batch)
-	c.mu.Lock()
-	if c.queue == nil && c.closeReq.code == 0 {
-		c.queue = batch[:0]
-	}
-	c.mu.Unlock()
-}
-
-// writeLoop is the connection's only writer. It returns when the socket is
-// closed or unusable; it never returns while a close it started is half done.
-func (c *conn) writeLoop() {
-	opts := &c.hub.opts
-	ping := time.NewTicker(opts.PingInterval)
-	defer ping.Stop()
-	deadline := frameDeadline{expired: func() { c.setReason(ReasonWriteError) }}
-	defer deadline.release()
-	for {
-		select {
-		case <-c.notify:
-		case <-ping.C:
-			if !c.beginPing() {
-				continue // a replay: its frame writes are bounded by WriteTimeout instead
-			}
-			if err := c.ping(); c.endPing() && err != nil {
-				c.setReason(ReasonPingTimeout)
-				c.logf(slog.LevelInfo, "hub: ping not answered", slog.Any("err", err))
-				_ = c.ws.CloseNow()
-				return
-			}
-			continue
-		}
-		for {
-			batch, req, stop := c.take()
-			if stop {
-				return
-			}
-			if req.code != 0 {
-				c.logf(slog.LevelInfo, "hub: closing connection", slog.Int("status", int(req.code)), slog.String("reason", req.reason))
-				_ = c.ws.Close(req.code, req.reason) // waits for the handshake, bounded by the library
-				return
-			}
-			if len(batch) == 0 {
-				break
-			}
-			sent, err := c.writeBatch(&deadline, batch)
-			if sent > 0 {
-				c.hub.obs.Delivered(sent)
-			}
-			if err != nil {
-				c.setReason(ReasonWriteError)
-				c.logf(slog.LevelInfo, "hub: write failed", slog.Any("err", err))
-				_ = c.ws.CloseNow()
-				return
-			}
-			c.recycle(batch)
-			select {
-			case c.drained <- struct{}{}:
-			default:
-			}
-		}
-	}
-}
-
-// frameDeadline bounds each frame write by WriteTimeout. A context per frame
-// would allocate a timer per frame on the hottest path; instead one
-// cancellable context lives as long as the writer, and a reusable timer
-// cancels it (which makes the library close the socket) when a single frame
-// stalls. It is created on the first write, so idle sockets do not pay.
-type frameDeadline struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	timer  *time.Timer
-	// expired runs when a frame stalls, before the socket is torn down, so
-	// the reader (which sees the socket die too) cannot claim the reason.
-	expired func()
-}
-
-func (d *frameDeadline) arm(timeout time.Duration) context.Context {
-	if d.ctx == nil {
-		d.ctx, d.cancel = context.WithCancel(context.Background())
-		d.timer = time.AfterFunc(timeout, func() {
-			if d.expired != nil {
-				d.expired()
-			}
-			d.cancel()
-		})
-		return d.ctx
-	}
-	d.timer.Reset(timeout)
-	return d.ctx
-}
-
-func (d *frameDeadline) disarm() {
-	if d.timer != nil {
-		d.timer.Stop()
-	}
-}
-
-func (d *frameDeadline) release() {
-	if d.cancel != nil {
-		d.timer.Stop()
-		d.cancel()
-	}
-}
-
-// writeBatch writes frames in order, each under its own WriteTimeout, and
-// stops early when a close has been requested meanwhile.
-func (c *conn) writeBatch(d *frameDeadline, batch [][]byte) (sent int, err error) {
-	defer d.disarm()
-	for _, frame := range batch {
-		if err := c.ws.Write(d.arm(c.hub.opts.WriteTimeout), websocket.MessageText, frame); err != nil {
-			return sent, err
-		}
-		sent++
-		if !c.written(len(frame)) {
-			return sent, nil
-		}
-	}
-	return sent, nil
-}
-
-// ping blocks the writer for one round trip: the pong is read by the reader
-// goroutine, and pausing writes meanwhile keeps a single writer.
-func (c *conn) ping() error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.hub.opts.WriteTimeout)
-	defer cancel()
-	return c.ws.Ping(ctx)
 }
 
 // readLoop reads client messages until the socket fails, and answers them

@@ -7,11 +7,15 @@
 // injected through Options, so the same hub serves any channel scheme and
 // any token format.
 //
-// Every connection owns exactly one reader goroutine (the ServeHTTP
-// goroutine) and one writer goroutine, and a bounded send queue between
-// them. Publish only appends to those queues and never waits on a socket: a
-// client whose queue overflows is disconnected with 1008 "slow consumer" so
-// that it cannot hold back anyone else.
+// Every connection owns exactly one reader goroutine, a bounded send queue,
+// and at most one writer goroutine, which runs only while the queue holds
+// frames (or a close or ping is due): an idle socket costs one parked
+// goroutine and a few KiB (loadtest/RESULTS.md has the measured figure).
+// Publish only appends to the queues and never waits on a socket: a client
+// whose queue overflows is disconnected with 1008 "slow consumer" so that
+// it cannot hold back anyone else. The writer sends every frame it finds
+// queued in one write system call, and one hub-wide clock schedules the
+// pings, so neither a timer nor a goroutine is kept per connection for them.
 //
 // # Identity on open sockets
 //

@@ -36,7 +36,7 @@ func (h *Hub) AddMemorySubscribers(channel, variant string, n int) *MemorySubscr
 	for i := range m.conns {
 		c := &conn{
 			hub: h, id: h.nextID.Add(1), subject: "mem", ident: Identity{Subject: "mem", Variant: variant},
-			notify: make(chan struct{}, 1), drained: make(chan struct{}, 1), writerDone: make(chan struct{}),
+			drained: make(chan struct{}, 1),
 		}
 		h.subscribe(c, channel, false)
 		m.conns[i] = c
@@ -70,4 +70,26 @@ func (m *MemorySubscribers) Reset() {
 		c.pendingN, c.pendingBytes = 0, 0
 		c.mu.Unlock()
 	}
+}
+
+// RunningWriters counts the connections whose writer goroutine runs.
+func (h *Hub) RunningWriters() int {
+	h.connMu.Lock()
+	defer h.connMu.Unlock()
+	n := 0
+	for c := range h.conns {
+		c.mu.Lock()
+		if c.writing {
+			n++
+		}
+		c.mu.Unlock()
+	}
+	return n
+}
+
+// JanitorRunning reports whether the hub's ping clock runs.
+func (h *Hub) JanitorRunning() bool {
+	h.connMu.Lock()
+	defer h.connMu.Unlock()
+	return h.janitorOn
 }

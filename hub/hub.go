@@ -146,13 +146,18 @@ type Options struct {
 	// A single frame larger than this is still accepted into an empty queue,
 	// so one oversized event does not disconnect every subscriber.
 	SendQueueBytes int
-	// WriteTimeout bounds the write of each frame, and the wait for each pong.
-	// Default 10s.
+	// WriteTimeout bounds each write to the socket, and the wait for each
+	// pong. Frames pending together are written at once (up to 64 KiB per
+	// write), and a write is given between WriteTimeout/2 and WriteTimeout
+	// (the deadline is moved only once half of it is used up, see socket.go).
+	// A client that cannot take a write in that time is disconnected with
+	// ReasonWriteError. Default 10s.
 	WriteTimeout time.Duration
-	// PingInterval is how often the writer pings an otherwise idle or busy
-	// socket to detect dead peers. Default 30s. Pings pause while the
-	// connection replays history (its reader cannot read the pong then);
-	// the replay's own writes detect a dead peer meanwhile.
+	// PingInterval is how often an otherwise idle or busy socket is pinged
+	// to detect dead peers. Default 30s. One hub-wide clock asks for the
+	// pings (at most PingInterval/4, and at most 1s, late). Pings pause
+	// while the connection replays history (its reader cannot read the
+	// pong then); the replay's own writes detect a dead peer meanwhile.
 	PingInterval time.Duration
 	// ReadLimit caps one client message; a bigger one closes the socket with
 	// 1009. Default 4096 bytes: clients only send small control messages.
@@ -246,7 +251,12 @@ type Hub struct {
 	perSubject map[string]int // admitted connections by Identity.Subject; no zero entries
 	closing    bool
 	wg         sync.WaitGroup
+	janitorOn  bool // see janitor.go
 	revocations
+
+	// corkPool holds the sockets' batch buffers (see socket.cork), shared
+	// so that only connections with frames in flight hold one.
+	corkPool sync.Pool
 
 	// encodings counts event frames encoded by Publish, for the benchmark
 	// that shows it does not grow with the subscribers.
@@ -293,6 +303,7 @@ func New(opts Options) (*Hub, error) {
 		conns:       make(map[*conn]struct{}),
 		perSubject:  make(map[string]int),
 		revocations: revocations{inflight: make(map[uint64]int)},
+		corkPool:    sync.Pool{New: newCorkBuffer},
 	}
 	h.maxSubscribeLen = opts.MaxSubscriptions * (MaxChannelLen + 1)
 	h.maxQueryLen = 3*h.maxSubscribeLen + queryAllowance
@@ -500,6 +511,7 @@ func (h *Hub) register(c *conn, seq uint64) admission {
 	h.perSubject[sub]++
 	h.conns[c] = struct{}{}
 	h.wg.Add(1)
+	h.startJanitorLocked()
 	return admitted
 }
 

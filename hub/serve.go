@@ -49,9 +49,9 @@ var _ http.Handler = (*Hub)(nil)
 //
 // After the upgrade the client receives a welcome frame (then token_expiring
 // if the token is already within ExpiryWarning), then one subscribed
-// frame per ?subscribe= channel, in order. The ServeHTTP goroutine is the
-// connection's reader; it starts one writer goroutine and returns only after
-// that writer has exited and the connection's subscriptions are removed.
+// frame per ?subscribe= channel, in order. ServeHTTP returns right after
+// the upgrade; the connection is served by a reader goroutine of its own and
+// a writer goroutine that runs only while frames are pending.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ref := h.checkHandshake(r); ref != nil {
 		h.log.Debug("hub: not a valid handshake", "remote", r.RemoteAddr, "status", ref.Status, "type", ref.Type)
@@ -124,14 +124,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	c := &conn{
-		hub:        h,
-		id:         h.nextID.Add(1),
-		subject:    ident.Subject,
-		ident:      ident,
-		remote:     r.RemoteAddr,
-		notify:     make(chan struct{}, 1),
-		drained:    make(chan struct{}, 1),
-		writerDone: make(chan struct{}),
+		hub:     h,
+		id:      h.nextID.Add(1),
+		subject: ident.Subject,
+		ident:   ident,
+		remote:  r.RemoteAddr,
+		drained: make(chan struct{}, 1),
 	}
 	ticketed = false
 	switch h.register(c, seq) {
@@ -150,26 +148,25 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			with("Retry-After", strconv.Itoa(int(subjectCapRetryAfter/time.Second))).write(w, r)
 		return
 	}
-	defer h.unregister(c)
-
 	if !canHijack(w) {
 		// A wiring bug, not the client's fault: refused in the same dialect
 		// instead of Accept's plain-text 501, and logged loudly.
-		h.releaseSubject(c)
+		h.abandon(c)
 		h.log.Error("hub: response writer cannot be hijacked; does a middleware hide http.Hijacker?")
 		refuse(kindInternal, "").write(w, r)
 		return
 	}
 	// checkHandshake has applied Accept's checks, origin included, so Accept
 	// refuses nothing here; OriginPatterns stays as a second line of defence.
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
+	tap := &hijackTap{ResponseWriter: w, hub: h}
+	ws, err := websocket.Accept(tap, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
 	if err != nil {
-		h.releaseSubject(c)
+		h.abandon(c)
 		c.logf(slog.LevelWarn, "hub: upgrade failed after the handshake checks", slog.Any("err", err))
 		return
 	}
 	ws.SetReadLimit(h.opts.ReadLimit)
-	c.ws = ws
+	c.ws, c.sock = ws, tap.sock
 	h.connected.Add(1)
 	h.obs.Connected()
 	c.logf(slog.LevelDebug, "hub: connected", slog.String("role", ident.Role))
@@ -177,12 +174,34 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.setPolicy(policy)
 	c.enqueue(encodeWelcome(h.opts.Instance, ident, slowName))
 	c.startTokenClock()
-	go func() {
-		defer close(c.writerDone)
-		c.writeLoop()
-	}()
-	// After the writer starts: a resume waits for the client to drain long
-	// replays. parseSubscribe checked validity and count.
+	// The handler returns now: net/http's per-request state (its buffers,
+	// the request, the response) is garbage from here on, and the
+	// connection lives in a goroutine of its own with a fresh small stack.
+	go c.serve(channels, resumes)
+}
+
+// abandon undoes register for a connection that never came up.
+func (h *Hub) abandon(c *conn) {
+	h.releaseSubject(c)
+	h.unregister(c)
+}
+
+// serve is the connection's reader goroutine: it starts the writer for
+// what is queued, subscribes ?subscribe= (a resume waits for the client to
+// drain long replays, so the writer must be able to start), reads client
+// messages until the socket fails, then waits for a running writer and
+// cleans up.
+func (c *conn) serve(channels []string, resumes []*since) {
+	h := c.hub
+	defer h.unregister(c)
+	c.mu.Lock()
+	c.started = true
+	c.nextPing = time.Now().Add(h.opts.PingInterval)
+	start := c.startWriterLocked()
+	c.mu.Unlock()
+	if start {
+		go c.run()
+	}
 	for i, ch := range channels {
 		c.subscribeTo(ch, resumes[i], nil)
 	}
@@ -190,12 +209,18 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.readLoop()
 	c.mu.Lock()
 	c.readerDone = true
-	c.queue = nil
+	c.queue, c.meta = nil, nil
+	var wait chan struct{}
+	if c.writing {
+		c.writerExit = make(chan struct{})
+		wait = c.writerExit
+	}
 	c.mu.Unlock()
-	c.wake()
 	c.stopTokenClock()
-	<-c.writerDone
-	_ = ws.CloseNow() // no-op when the writer or the peer already closed it
+	if wait != nil {
+		<-wait
+	}
+	_ = c.ws.CloseNow() // no-op when the writer or the peer already closed it
 
 	h.unsubscribeAll(c)
 	h.releaseSubject(c)

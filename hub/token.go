@@ -47,7 +47,7 @@ func (c *conn) tokenTick() {
 	c.mu.Unlock()
 	c.afterPush(ok, slow)
 	if closing {
-		c.wake()
+		c.kick()
 	}
 }
 
