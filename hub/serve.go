@@ -180,31 +180,45 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	go c.serve(channels, resumes)
 }
 
+// startWriting lets writers start, and starts one for what is queued; it
+// runs on the reader goroutine, and again is a no-op.
+func (c *conn) startWriting() {
+	c.mu.Lock()
+	if c.started {
+		c.mu.Unlock()
+		return
+	}
+	c.started = true
+	c.nextPing = time.Now().Add(c.hub.opts.PingInterval)
+	start := c.startWriterLocked()
+	c.mu.Unlock()
+	if start {
+		go c.run()
+	}
+}
+
 // abandon undoes register for a connection that never came up.
 func (h *Hub) abandon(c *conn) {
 	h.releaseSubject(c)
 	h.unregister(c)
 }
 
-// serve is the connection's reader goroutine: it starts the writer for
-// what is queued, subscribes ?subscribe= (a resume waits for the client to
-// drain long replays, so the writer must be able to start), reads client
-// messages until the socket fails, then waits for a running writer and
-// cleans up.
+// serve is the connection's reader goroutine: it subscribes ?subscribe=,
+// starts the writer for what is queued, reads client messages until the
+// socket fails, then waits for a running writer and cleans up.
 func (c *conn) serve(channels []string, resumes []*since) {
 	h := c.hub
 	defer h.unregister(c)
-	c.mu.Lock()
-	c.started = true
-	c.nextPing = time.Now().Add(h.opts.PingInterval)
-	start := c.startWriterLocked()
-	c.mu.Unlock()
-	if start {
-		go c.run()
-	}
+	// Plain subscriptions are answered before the writer starts, so the
+	// welcome and every subscribed frame leave in one write; a resume
+	// needs the writer running, since it waits for the client to drain.
 	for i, ch := range channels {
+		if resumes[i] != nil {
+			c.startWriting()
+		}
 		c.subscribeTo(ch, resumes[i], nil)
 	}
+	c.startWriting()
 
 	c.readLoop()
 	c.mu.Lock()
