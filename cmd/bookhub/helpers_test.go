@@ -21,7 +21,7 @@ const testSecret = "bookhub-test-secret-0123456789abcdef"
 
 // startApp runs one instance on a loopback port until the test ends.
 // env adds settings to an embedded configuration in a fresh data folder.
-func startApp(t *testing.T, instance string, env map[string]string) *App {
+func startApp(t testing.TB, instance string, env map[string]string) *App {
 	t.Helper()
 	vars := map[string]string{
 		config.EnvAddr:      "127.0.0.1:0",
@@ -66,14 +66,14 @@ func startApp(t *testing.T, instance string, env map[string]string) *App {
 	return app
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w *testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
 
-func waitReady(t *testing.T, base string) {
+func waitReady(t testing.TB, base string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -94,7 +94,7 @@ func waitReady(t *testing.T, base string) {
 	}
 }
 
-func issue(t *testing.T, role auth.Role) string {
+func issue(t testing.TB, role auth.Role) string {
 	t.Helper()
 	tk, err := auth.New([]byte(testSecret), auth.Options{})
 	if err != nil {
