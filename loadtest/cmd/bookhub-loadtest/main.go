@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -51,6 +52,7 @@ func main() {
 type options struct {
 	cfg                         loadtest.Config
 	jsonPath, htmlPath, svgPath string
+	cpuProfile                  string
 	timeout                     time.Duration
 	allowMissing                bool
 }
@@ -78,6 +80,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&o.jsonPath, "json", "", "write the JSON report to `FILE`")
 	fs.StringVar(&o.htmlPath, "html", "", "write the HTML report to `FILE`")
 	fs.StringVar(&o.svgPath, "svg", "", "write the charts as a standalone SVG to `FILE`")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to `FILE`, to see where its per-frame cost goes")
 	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "overall time limit; 0 = none")
 	fs.BoolVar(&o.allowMissing, "allow-missing", false, "exit 0 even when deliveries are missing or duplicated")
 	if err := fs.Parse(args); err != nil {
@@ -148,6 +151,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer cancel()
 	}
 	o.cfg.Progress = stderr
+	if o.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "bookhub-loadtest:", err)
+			return exitUsage
+		}
+		defer func() {
+			if err := stopProfile(); err != nil {
+				fmt.Fprintln(stderr, "bookhub-loadtest:", err)
+			}
+		}()
+	}
 	report, runErr := loadtest.Run(ctx, o.cfg)
 	if report == nil {
 		fmt.Fprintln(stderr, "bookhub-loadtest:", runErr)
@@ -189,6 +204,26 @@ func writeOutputs(r *loadtest.Report, o options, stdout io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// startCPUProfile profiles the process into path until the returned stop
+// is called.
+func startCPUProfile(path string) (stop func() error, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("start CPU profile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("close CPU profile: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 func writeFile(path string, write func(io.Writer) error) (err error) {
