@@ -27,7 +27,9 @@ type CostStats struct {
 }
 
 // GeneratorCost is the generator's own CPU time (getrusage RUSAGE_SELF,
-// user plus system, every thread).
+// user plus system, every thread). It is the whole process's: where Run
+// shares a process with the servers it drives (as in Go tests), it
+// includes theirs.
 type GeneratorCost struct {
 	// CPUS is the whole run, from minting tokens to closing sockets.
 	CPUS float64 `json:"cpu_s"`

@@ -185,7 +185,7 @@ figure { margin: 1em 0; }
 <h1>bookhub load test {{.R.RunID}}</h1>
 <p>Started {{.R.StartedAt.Format "2006-01-02 15:04:05 MST"}}, ran {{printf "%.1f" .R.DurationS}}s against {{range $i, $t := .R.Config.Targets}}{{if $i}}, {{end}}<code>{{$t}}</code>{{end}}.</p>
 {{if .Problems}}<ul class="fail">{{range .Problems}}<li>{{.Text}}</li>{{end}}</ul>
-{{else}}<p class="ok">OK: every write reached every subscriber exactly once.</p>{{end}}
+{{else}}<p class="ok">OK: {{.OKText}}.</p>{{end}}
 <table>
 <tr><th>Connections</th><td>attempted {{.R.Connections.Attempted}}</td><td>established {{.R.Connections.Established}}</td><td>failed {{.R.Connections.Failed}}</td><td>dropped {{.R.Connections.Dropped}}</td><td>{{printf "%.2f" .R.Connections.EstablishS}}s to connect</td></tr>
 <tr><th>Writes</th><td>planned {{.R.Writes.Planned}}</td><td>ok {{.R.Writes.OK}}</td><td>failed {{.R.Writes.Failed}}</td><td>skipped {{.R.Writes.Skipped}}</td><td>{{printf "%.1f" .R.Writes.PerSecond}} writes/s</td></tr>
@@ -216,8 +216,9 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	data := struct {
 		R        *Report
 		Problems []Problem
+		OKText   string
 		Charts   []template.HTML
-	}{r, r.Problems(), charts}
+	}{r, r.Problems(), r.okText(), charts}
 	if err := htmlTmpl.Execute(w, data); err != nil {
 		return fmt.Errorf("write HTML report: %w", err)
 	}

@@ -202,6 +202,14 @@ func (r *Report) Problems() []Problem {
 // saw offsets only grow.
 func (r *Report) OK() bool { return len(r.Problems()) == 0 }
 
+// okText says what a clean run showed.
+func (r *Report) okText() string {
+	if r.Writes.Planned == 0 {
+		return "every subscriber connected and stayed connected (a run without writes)"
+	}
+	return "every write reached every subscriber exactly once"
+}
+
 // WriteJSON writes the report as indented JSON.
 func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
@@ -237,7 +245,7 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			p("FAIL\t%s", pr.Text)
 		}
 	} else {
-		p("OK\tevery write reached every subscriber exactly once")
+		p("OK\t%s", r.okText())
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write summary: %w", err)
