@@ -130,7 +130,7 @@ type LatencyStats struct {
 // Sample is one timeline point, taken every SampleInterval.
 type Sample struct {
 	ElapsedS float64 `json:"t_s"`
-	// Phase is connect, write, drain or close.
+	// Phase is connect, idle, write, drain or close.
 	Phase          string  `json:"phase"`
 	Connected      int64   `json:"connected"`
 	ConnectFailed  int64   `json:"connect_failed"`
