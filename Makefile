@@ -23,7 +23,7 @@ SOAK_SUBSCRIBERS ?= 1000
 SOAK_WRITES      ?= 10000
 SOAK_FLAGS       ?=
 
-.PHONY: all run build test test-short bench lint fmt vet tools k6-check up down loadtest loadtest-local soak soak-short nginx-conf clean
+.PHONY: all run build test test-short bench lint fmt vet tools k6-check up down loadtest loadtest-local loadtest-scenarios soak soak-short nginx-conf clean
 
 all: lint test
 
@@ -121,6 +121,39 @@ loadtest-local:
 	$(GO) run ./loadtest/cmd/bookhub-loadtest -targets $(BOOKHUB_TARGETS) \
 		-subscribers $(LT_SUBSCRIBERS) -writes $(LT_WRITES) -rate $(LT_RATE) \
 		-source-addrs 127.0.0.1-127.0.0.8 -json loadtest/out/report.json -html loadtest/out/report.html
+
+## loadtest-scenarios: the load rows of loadtest/RESULTS.md, each on a fresh 2-instance cluster
+## (loadtest/cluster.sh: local MySQL + Redis), each writing $(LT_SCEN_OUT)/<scenario>.json, .svg,
+## .html, .txt (summary) and .cost.txt (server CPU-s per 1,000 deliveries, idle memory per socket,
+## generator CPU-s):
+##   idle-10k, idle-19.9k  10,000 / 19,900 sockets over both instances, no writes, held LT_SCEN_IDLE:
+##                         the servers' RSS, heap and stack per subscribed socket
+##   1k-20wps              1,000 subscribers, 20 writes/s for 20 s
+##   10k-2wps              10,000 subscribers, 2 writes/s for 20 s
+##   10k-1publisher        10,000 subscribers, one publisher as fast as it goes (-write-concurrency 1 -rate 0)
+## 19,900 sockets fit the 20,000-fd limit: the generator holds 19,900 plus a few, each instance
+## about 10,000; 16 loopback source addresses keep ephemeral ports apart. Sizes are the LT_SCEN_*
+## variables (a smoke run: LT_SCEN_IDLE_SMALL=500 LT_SCEN_IDLE_LARGE=500 LT_SCEN_1K=500 LT_SCEN_10K=500).
+## Compare two runs of a row: bin/bookhub-loadtest compare OLD.json NEW.json
+LT_SCEN_OUT         ?= loadtest/out
+LT_SCEN_IDLE        ?= 10s
+LT_SCEN_IDLE_SMALL  ?= 10000
+LT_SCEN_IDLE_LARGE  ?= 19900
+LT_SCEN_1K          ?= 1000
+LT_SCEN_10K         ?= 10000
+LT_SCEN_FAST_WRITES ?= 100
+loadtest-scenarios: build
+	$(GO) build -o $(BIN)/bookhub-loadtest ./loadtest/cmd/bookhub-loadtest
+	@failed=""; \
+	row() { name=$$1; shift; echo "== scenario $$name: $$*"; \
+		SKIP_BUILD=1 OUT='$(LT_SCEN_OUT)' NAME=$$name loadtest/cluster.sh 2 -- "$$@" || failed="$$failed $$name"; }; \
+	row idle-10k -subscribers $(LT_SCEN_IDLE_SMALL) -writes 0 -idle $(LT_SCEN_IDLE) -connect-concurrency 128; \
+	row idle-19.9k -subscribers $(LT_SCEN_IDLE_LARGE) -writes 0 -idle $(LT_SCEN_IDLE) -connect-concurrency 128; \
+	row 1k-20wps -subscribers $(LT_SCEN_1K) -writes 400 -rate 20; \
+	row 10k-2wps -subscribers $(LT_SCEN_10K) -writes 40 -rate 2 -connect-concurrency 128 -drain 20s; \
+	row 10k-1publisher -subscribers $(LT_SCEN_10K) -writes $(LT_SCEN_FAST_WRITES) -write-concurrency 1 -rate 0 \
+		-connect-concurrency 128 -drain 20s; \
+	if [ -n "$$failed" ]; then echo "scenarios not clean:$$failed"; exit 1; fi
 
 clean:
 	rm -rf $(BIN) loadtest/out

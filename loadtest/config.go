@@ -55,6 +55,9 @@ type Config struct {
 	// Writes is how many REST writes to make (default 100): creates, then
 	// PUTs and PATCHes of those books, and DELETEs of every third book.
 	Writes int
+	// NoWrites makes a run without writes (Writes is then ignored): connect,
+	// hold Idle, read the metrics and close, to measure idle sockets.
+	NoWrites bool
 	// Rate is the target writes per second; 0 means as fast as
 	// WriteConcurrency allows.
 	Rate float64
@@ -74,6 +77,22 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// RequestTimeout bounds one REST write (default 10s).
 	RequestTimeout time.Duration
+
+	// Idle is how long to hold the connected subscribers before the idle
+	// metrics reading and the first write (default 0: none).
+	Idle time.Duration
+
+	// MetricsURLs are the base URLs of the instances' metrics listeners,
+	// e.g. http://127.0.0.1:19091 (/metrics is appended unless present).
+	// When set, the run reads their CPU, memory, goroutine and delivered
+	// frame counts before connecting, at idle and at the end, and reports
+	// the servers' cost next to its own (Report.Cost.Server).
+	MetricsURLs []string
+	// MetricsGC makes each instance collect garbage (GET
+	// /debug/pprof/heap?gc=1 on its metrics listener, where bookhub serves
+	// pprof) before the memory readings, so per-socket heap figures count
+	// live memory rather than connect-phase garbage.
+	MetricsGC bool
 
 	// DrainTimeout is how long to wait after the last write for deliveries
 	// still in flight (default 10s). The wait ends early once every
@@ -129,6 +148,18 @@ func (cfg Config) withDefaults() (Config, error) {
 			*f.p = f.def
 		}
 	}
+	if cfg.NoWrites {
+		cfg.Writes = 0
+	}
+	for _, m := range cfg.MetricsURLs {
+		u, err := url.Parse(m)
+		if err != nil {
+			return cfg, fmt.Errorf("config: metrics URL %q: %w", m, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return cfg, fmt.Errorf("config: metrics URL %q: want http(s)://host:port", m)
+		}
+	}
 	if cfg.Rate < 0 {
 		return cfg, fmt.Errorf("config: rate %g is negative", cfg.Rate)
 	}
@@ -138,6 +169,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		def  time.Duration
 	}
 	for _, f := range []durField{
+		{"idle", &cfg.Idle, 0},
 		{"drain timeout", &cfg.DrainTimeout, DefaultDrainTimeout},
 		{"connect timeout", &cfg.ConnectTimeout, DefaultConnectTimeout},
 		{"request timeout", &cfg.RequestTimeout, DefaultRequestTimeout},

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +26,9 @@ type fakeOptions struct {
 	// dropEvent and dupEvent name an event (1-based count of published
 	// events) that the first subscriber does not get, or gets twice.
 	dropEvent, dupEvent int
+	// swapEvent makes the first subscriber get that event after the next
+	// one, out of offset order.
+	swapEvent int
 	// failMethod makes every request with that method answer 500.
 	failMethod string
 }
@@ -40,6 +45,7 @@ type fakeBookhub struct {
 	books     map[int64]map[string]any
 	nextID    int64
 	published int
+	held      []byte // swapEvent's frame, until the next event
 	subs      []chan []byte
 	remotes   map[string]int // host of every request's RemoteAddr
 }
@@ -150,7 +156,8 @@ func (f *fakeBookhub) serveBooks(w http.ResponseWriter, r *http.Request) {
 		book[k] = v
 	}
 	f.publish(map[string]any{
-		"type": "event", "channel": "books", "id": fmt.Sprintf("ev-%d", f.published+1),
+		"type": "event", "channel": "books", "offset": f.published + 1, "epoch": "fake-epoch",
+		"id":    fmt.Sprintf("ev-%d", f.published+1),
 		"event": event, "book_id": id, "book": book, "at": time.Now().UTC(), "origin": "fake",
 	})
 	w.Header().Set("ETag", fmt.Sprintf(`"%d"`, book["version"]))
@@ -176,13 +183,20 @@ func (f *fakeBookhub) publish(ev map[string]any) {
 		if i == 0 && f.published == f.opts.dropEvent {
 			continue
 		}
-		n := 1
-		if i == 0 && f.published == f.opts.dupEvent {
-			n = 2
+		if i == 0 && f.published == f.opts.swapEvent {
+			f.held = data
+			continue
 		}
-		for range n {
+		frames := [][]byte{data}
+		if i == 0 && f.published == f.opts.dupEvent {
+			frames = append(frames, data)
+		}
+		if i == 0 && f.held != nil && f.published == f.opts.swapEvent+1 {
+			frames, f.held = append(frames, f.held), nil
+		}
+		for _, fr := range frames {
 			select {
-			case ch <- data:
+			case ch <- fr:
 			default:
 				f.t.Errorf("subscriber %d queue full", i)
 			}
@@ -229,4 +243,40 @@ func (f *fakeBookhub) serveWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// fakeMetrics is an instance's metrics listener whose readings follow a
+// script: reading k (0 before connecting, 1 at idle, 2 at the end) reports
+// page(k). It counts the garbage collections it is asked for.
+type fakeMetrics struct {
+	URL  string
+	gcs  atomic.Int32
+	read atomic.Int32
+}
+
+func newFakeMetrics(t *testing.T, page func(k int) string) *fakeMetrics {
+	t.Helper()
+	m := &fakeMetrics{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		k := int(m.read.Add(1) - 1)
+		_, _ = io.WriteString(w, page(k))
+	})
+	mux.HandleFunc("/debug/pprof/heap", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("gc") == "1" {
+			m.gcs.Add(1)
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	m.URL = srv.URL
+	return m
+}
+
+// metricsPage renders the series the load test reads.
+func metricsPage(cpu, rss, heap, stack, goroutines, frames float64) string {
+	return fmt.Sprintf("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %g\n"+
+		"process_resident_memory_bytes %g\ngo_memstats_heap_inuse_bytes %g\ngo_memstats_stack_inuse_bytes %g\n"+
+		"go_goroutines %g\nbookhub_ws_frames_delivered_total{instance_name=\"fake\"} %g\n",
+		cpu, rss, heap, stack, goroutines, frames)
 }

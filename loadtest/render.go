@@ -165,7 +165,9 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	return nil
 }
 
-var htmlTmpl = template.Must(template.New("report").Parse(`<!DOCTYPE html>
+var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
+	"bytes": fmtBytes, "ibytes": func(n int64) string { return fmtBytes(float64(n)) },
+}).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -183,12 +185,16 @@ figure { margin: 1em 0; }
 <h1>bookhub load test {{.R.RunID}}</h1>
 <p>Started {{.R.StartedAt.Format "2006-01-02 15:04:05 MST"}}, ran {{printf "%.1f" .R.DurationS}}s against {{range $i, $t := .R.Config.Targets}}{{if $i}}, {{end}}<code>{{$t}}</code>{{end}}.</p>
 {{if .Problems}}<ul class="fail">{{range .Problems}}<li>{{.Text}}</li>{{end}}</ul>
-{{else}}<p class="ok">OK: every write reached every subscriber exactly once.</p>{{end}}
+{{else}}<p class="ok">OK: {{.OKText}}.</p>{{end}}
 <table>
 <tr><th>Connections</th><td>attempted {{.R.Connections.Attempted}}</td><td>established {{.R.Connections.Established}}</td><td>failed {{.R.Connections.Failed}}</td><td>dropped {{.R.Connections.Dropped}}</td><td>{{printf "%.2f" .R.Connections.EstablishS}}s to connect</td></tr>
 <tr><th>Writes</th><td>planned {{.R.Writes.Planned}}</td><td>ok {{.R.Writes.OK}}</td><td>failed {{.R.Writes.Failed}}</td><td>skipped {{.R.Writes.Skipped}}</td><td>{{printf "%.1f" .R.Writes.PerSecond}} writes/s</td></tr>
 <tr><th>Deliveries</th><td>expected {{.R.Deliveries.Expected}}</td><td>received {{.R.Deliveries.Received}}</td><td>missing {{.R.Deliveries.Missing}}</td><td>duplicates {{.R.Deliveries.Duplicates}}</td><td>{{printf "%.0f" .R.Deliveries.PerSecond}} deliveries/s</td></tr>
 <tr><th>Latency (ms)</th><td>p50 {{printf "%.2f" .R.Latency.P50Ms}}</td><td>p95 {{printf "%.2f" .R.Latency.P95Ms}}</td><td>p99 {{printf "%.2f" .R.Latency.P99Ms}}</td><td>max {{printf "%.2f" .R.Latency.MaxMs}}</td><td>{{.R.Latency.Count}} samples</td></tr>
+<tr><th>Order</th><td>out of order {{.R.Deliveries.OutOfOrder}}</td><td>offset gaps {{.R.Deliveries.OffsetGaps}}</td><td>unexpected {{.R.Deliveries.Unexpected}}</td><td>foreign {{.R.Deliveries.Foreign}}</td><td></td></tr>
+{{with .R.Cost.Server}}<tr><th>Server cost</th><td>{{printf "%.2f" .WriteCPUS}} CPU-s (write phase)</td><td>{{printf "%.0f" .WriteFrames}} frames</td><td>{{printf "%.4f" .CPUSPer1000}} CPU-s per 1,000 deliveries</td><td>{{len .MetricsURLs}} instances</td><td></td></tr>
+{{with .IdlePerSocket}}<tr><th>Server idle per socket</th><td>RSS {{bytes .RSSBytes}}</td><td>heap {{bytes .HeapInuseBytes}}</td><td>stack {{bytes .StackInuseBytes}}</td><td>goroutines {{printf "%.2f" .Goroutines}}</td><td>{{$.R.Cost.Server.IdleSockets}} sockets</td></tr>{{end}}
+{{end}}{{with .R.Cost.Generator}}<tr><th>Generator cost</th><td>generator CPU-s {{printf "%.2f" .CPUS}}</td><td>write phase {{printf "%.2f" .WriteCPUS}}</td><td>generator CPU-s per 1,000 deliveries {{printf "%.4f" .CPUSPer1000}}</td><td>max RSS {{ibytes .MaxRSSBytes}}</td><td></td></tr>{{end}}
 </table>
 {{range .Charts}}<figure>{{.}}</figure>
 {{end}}
@@ -210,8 +216,9 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	data := struct {
 		R        *Report
 		Problems []Problem
+		OKText   string
 		Charts   []template.HTML
-	}{r, r.Problems(), charts}
+	}{r, r.Problems(), r.okText(), charts}
 	if err := htmlTmpl.Execute(w, data); err != nil {
 		return fmt.Errorf("write HTML report: %w", err)
 	}

@@ -188,11 +188,13 @@ func TestProblems(t *testing.T) {
 		{"SkippedWrite", func(r *loadtest.Report) { r.Writes.Skipped, r.Writes.OK = 2, 28 }, "writes"},
 		{"Missing", func(r *loadtest.Report) { r.Deliveries.Missing = 3 }, "missing"},
 		{"Duplicates", func(r *loadtest.Report) { r.Deliveries.Duplicates = 1 }, "duplicates"},
+		{"OutOfOrder", func(r *loadtest.Report) { r.Deliveries.OutOfOrder = 1 }, "order"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := sampleReport()
 			r.Deliveries.Missing = 0
+			r.Deliveries.OffsetGaps = 3 // informational: never a problem on its own
 			if !r.OK() {
 				t.Fatalf("baseline not OK: %v", r.Problems())
 			}
@@ -203,4 +205,58 @@ func TestProblems(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestReportsShowCost(t *testing.T) {
+	r := sampleReport()
+	r.Deliveries.Missing, r.Deliveries.Received = 0, 1500
+	r.Deliveries.OutOfOrder, r.Deliveries.OffsetGaps = 0, 2
+	r.Cost = loadtest.CostStats{
+		Generator: &loadtest.GeneratorCost{CPUS: 3.5, WriteCPUS: 3, Deliveries: 1500, CPUSPer1000: 2, MaxRSSBytes: 30 << 20},
+		Server: &loadtest.ServerCost{MetricsURLs: []string{"http://m1", "http://m2"}, WriteCPUS: 6, WriteFrames: 1500, CPUSPer1000: 4,
+			Before: &loadtest.MetricsSample{}, Idle: &loadtest.MetricsSample{}, End: &loadtest.MetricsSample{},
+			IdleSockets: 50, IdlePerSocket: &loadtest.PerSocket{RSSBytes: 33587, HeapInuseBytes: 18841, StackInuseBytes: 12595, Goroutines: 2}},
+	}
+	var html, sum bytes.Buffer
+	if err := r.WriteHTML(&html); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteSummary(&sum); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Server cost", "4.0000 CPU-s per 1,000 deliveries", "Server idle per socket", "RSS 32.8 KiB",
+		"heap 18.4 KiB", "stack 12.3 KiB", "generator CPU-s 3.50", "generator CPU-s per 1,000 deliveries 2.0000", "max RSS 30.0 MiB",
+		"offset gaps 2"} {
+		if !strings.Contains(html.String(), want) {
+			t.Errorf("HTML lacks %q", want)
+		}
+	}
+	for _, want := range []string{"server cost", "6.00 CPU-s for 1500 frames", "4.0000 CPU-s per 1,000 deliveries",
+		"server idle per socket", "RSS 32.8 KiB", "generator CPU-s", "2.0000 generator CPU-s per 1,000 deliveries", "offset gaps 2"} {
+		if !strings.Contains(sum.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, sum.String())
+		}
+	}
+
+	t.Run("WithoutCost", func(t *testing.T) {
+		var html bytes.Buffer
+		if err := sampleReport().WriteHTML(&html); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(html.String(), "Server cost") || strings.Contains(html.String(), "Generator cost") {
+			t.Error("HTML shows cost rows for a report without cost figures")
+		}
+	})
+	t.Run("RunWithoutWrites", func(t *testing.T) {
+		r := sampleReport()
+		r.Writes = loadtest.WriteStats{}
+		r.Deliveries = loadtest.DeliveryStats{}
+		var sum bytes.Buffer
+		if err := r.WriteSummary(&sum); err != nil {
+			t.Fatal(err)
+		}
+		if !r.OK() || !strings.Contains(sum.String(), "a run without writes") || strings.Contains(sum.String(), "every write reached") {
+			t.Errorf("summary of a clean run without writes:\n%s", sum.String())
+		}
+	})
 }

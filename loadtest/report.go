@@ -23,7 +23,10 @@ type Report struct {
 	Deliveries  DeliveryStats   `json:"deliveries"`
 	// Latency is end to end: from the start of a REST write to the
 	// arrival of its event at one subscriber, one sample per delivery.
-	Latency  LatencyStats `json:"latency"`
+	Latency LatencyStats `json:"latency"`
+	// Cost is the CPU the run took on the generator's side and, with
+	// metrics URLs, on the servers', and the servers' memory per socket.
+	Cost     CostStats    `json:"cost"`
 	Timeline []Sample     `json:"timeline"`
 	Errors   []ErrorCount `json:"errors"`
 	// MissingWrites lists up to 20 writes that did not reach every
@@ -42,6 +45,8 @@ type ReportConfig struct {
 	ConnectConcurrency int      `json:"connect_concurrency"`
 	SourceAddrs        []string `json:"source_addrs,omitempty"`
 	DrainTimeoutS      float64  `json:"drain_timeout_s"`
+	IdleS              float64  `json:"idle_s,omitempty"`
+	MetricsURLs        []string `json:"metrics_urls,omitempty"`
 }
 
 // ConnectionStats describes the subscriber connections.
@@ -95,6 +100,14 @@ type DeliveryStats struct {
 	Unexpected int64 `json:"unexpected"`
 	// Foreign counts events of other clients' writes, which are ignored.
 	Foreign int64 `json:"foreign"`
+	// OutOfOrder counts events whose offset on "books" was below the one
+	// before it at the same subscriber, in the same epoch: the hub promises
+	// that a subscription's offsets only grow.
+	OutOfOrder int64 `json:"out_of_order"`
+	// OffsetGaps counts events whose offset skipped one or more, over every
+	// event on the channel, foreign ones included. Informational: the
+	// missing count says whether any of this run's writes were lost.
+	OffsetGaps int64 `json:"offset_gaps"`
 	// PerSecond is deliveries over the span from the first write to the
 	// last delivery.
 	PerSecond     float64 `json:"per_second"`
@@ -117,7 +130,7 @@ type LatencyStats struct {
 // Sample is one timeline point, taken every SampleInterval.
 type Sample struct {
 	ElapsedS float64 `json:"t_s"`
-	// Phase is connect, write, drain or close.
+	// Phase is connect, idle, write, drain or close.
 	Phase          string  `json:"phase"`
 	Connected      int64   `json:"connected"`
 	ConnectFailed  int64   `json:"connect_failed"`
@@ -150,8 +163,8 @@ type WriteMiss struct {
 }
 
 // Problem is one reason a Report is not OK. Kind is one of "aborted",
-// "connections", "writes", "missing" or "duplicates", so callers can relax
-// some (the CLI's -allow-missing ignores the last two).
+// "connections", "writes", "missing", "duplicates" or "order", so callers
+// can relax some (the CLI's -allow-missing ignores missing and duplicates).
 type Problem struct {
 	Kind string `json:"kind"`
 	Text string `json:"text"`
@@ -178,12 +191,24 @@ func (r *Report) Problems() []Problem {
 	if d := r.Deliveries; d.Duplicates > 0 {
 		add("duplicates", "%d duplicated deliveries", d.Duplicates)
 	}
+	if d := r.Deliveries; d.OutOfOrder > 0 {
+		add("order", "%d events arrived with an offset below an earlier one", d.OutOfOrder)
+	}
 	return out
 }
 
-// OK reports whether every subscriber connected, every write succeeded and
-// every write reached every subscriber exactly once.
+// OK reports whether every subscriber connected, every write succeeded,
+// every write reached every subscriber exactly once and every subscriber
+// saw offsets only grow.
 func (r *Report) OK() bool { return len(r.Problems()) == 0 }
+
+// okText says what a clean run showed.
+func (r *Report) okText() string {
+	if r.Writes.Planned == 0 {
+		return "every subscriber connected and stayed connected (a run without writes)"
+	}
+	return "every write reached every subscriber exactly once"
+}
 
 // WriteJSON writes the report as indented JSON.
 func (r *Report) WriteJSON(w io.Writer) error {
@@ -207,7 +232,11 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	p("  write phase\t%.2fs\t%.1f writes/s\tREST p50 %.2fms\tp99 %.2fms", wr.DurationS, wr.PerSecond, wr.Latency.P50Ms, wr.Latency.P99Ms)
 	p("deliveries\texpected %d\treceived %d\tmissing %d\tduplicates %d", d.Expected, d.Received, d.Missing, d.Duplicates)
 	p("  \tunexpected %d\tforeign %d\t%.0f deliveries/s\tdrain %.2fs%s", d.Unexpected, d.Foreign, d.PerSecond, d.DrainS, map[bool]string{true: " (timed out)"}[d.DrainTimedOut])
+	p("  order\tout of order %d\toffset gaps %d", d.OutOfOrder, d.OffsetGaps)
 	p("latency (write->delivery)\tp50 %.2fms\tp95 %.2fms\tp99 %.2fms\tmax %.2fms", l.P50Ms, l.P95Ms, l.P99Ms, l.MaxMs)
+	for _, line := range r.Cost.lines() {
+		p("%s", line)
+	}
 	for _, e := range r.Errors {
 		p("error %s\t%dx\t%s", e.Kind, e.Count, e.Message)
 	}
@@ -216,7 +245,7 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			p("FAIL\t%s", pr.Text)
 		}
 	} else {
-		p("OK\tevery write reached every subscriber exactly once")
+		p("OK\t%s", r.okText())
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write summary: %w", err)
@@ -245,6 +274,7 @@ type reportInput struct {
 	connectDur, writeDur time.Duration
 	drainDur             time.Duration
 	drainTimedOut        bool
+	cost                 CostStats
 }
 
 // buildReport tallies a finished run; every goroutine that wrote the
@@ -257,9 +287,11 @@ func buildReport(in reportInput) *Report {
 			Targets: cfg.Targets, Subscribers: cfg.Subscribers, Writes: cfg.Writes, Rate: cfg.Rate,
 			WriteConcurrency: cfg.WriteConcurrency, ConnectConcurrency: cfg.ConnectConcurrency,
 			SourceAddrs: cfg.SourceAddrs, DrainTimeoutS: cfg.DrainTimeout.Seconds(),
+			IdleS: cfg.Idle.Seconds(), MetricsURLs: cfg.MetricsURLs,
 		},
 		Timeline: in.timeline,
 		Errors:   t.errs.list(),
+		Cost:     in.cost,
 	}
 	r.Connections = ConnectionStats{
 		Attempted: p.attempted.Load(), Established: p.established.Load(),
@@ -310,6 +342,8 @@ func buildReport(in reportInput) *Report {
 		d.Duplicates += s.st.duplicates
 		d.Unexpected += s.st.unexpected
 		d.Foreign += s.st.foreign
+		d.OutOfOrder += s.st.outOfOrder
+		d.OffsetGaps += s.st.gaps
 		last = max(last, s.st.lastDelivery)
 	}
 	firstWrite := int64(in.writeStart.Sub(in.started))

@@ -12,14 +12,17 @@ import (
 )
 
 // Run performs one load test: it connects cfg.Subscribers WebSocket
-// subscribers, makes cfg.Writes REST writes, waits up to cfg.DrainTimeout
-// for the deliveries still in flight, closes the subscribers and reports.
+// subscribers, holds them idle for cfg.Idle, makes cfg.Writes REST writes,
+// waits up to cfg.DrainTimeout for the deliveries still in flight, closes
+// the subscribers and reports. Along the way it records its own CPU time
+// and, with cfg.MetricsURLs, the servers' (see CostStats).
 //
 // Operational failures (refused connections, failed writes, missing
-// deliveries) are part of the Report, not errors: check Report.OK. Run
-// returns an error only for an invalid Config, or together with a partial
-// Report when ctx ends before the run does.
+// deliveries, unreadable metrics) are part of the Report, not errors: check
+// Report.OK. Run returns an error only for an invalid Config, or together
+// with a partial Report when ctx ends before the run does.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
+	usageStart := usageNow()
 	cfg.Targets = append([]string(nil), cfg.Targets...)
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -40,6 +43,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	p := newPool(ctx, cfg, t, subTokens)
 	w := newWriter(cfg, t, writerToken)
 	defer w.client.CloseIdleConnections()
+	sc := newScraper(cfg)
+	defer sc.close()
+	cost := costInput{start: usageStart, metricsURLs: cfg.MetricsURLs}
 
 	s := &sampler{cfg: cfg, t: t, p: p, w: w}
 	s.phase.Store("connect")
@@ -48,9 +54,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	sampling.Add(1)
 	go func() { defer sampling.Done(); s.loop(sctx) }()
 
+	cost.before = scrape(ctx, sc, t, "before connect", true)
 	p.connectAll(ctx)
 	connectDur := time.Since(started)
 	t.perWrite.Store(p.established.Load())
+	if cfg.Idle > 0 {
+		s.phase.Store("idle")
+		hold(ctx, cfg.Idle)
+	}
+	cost.idleSockets = p.connected.Load()
+	cost.atIdle = scrape(ctx, sc, t, "idle", true)
+	cost.idle = usageNow()
 
 	s.phase.Store("write")
 	writeStart := time.Now()
@@ -61,23 +75,63 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	drainStart := time.Now()
 	timedOut := drain(ctx, t, w.ok.Load(), cfg.DrainTimeout)
 	drainDur := time.Since(drainStart)
+	cost.end = usageNow()
+	cost.deliveries = t.delivered()
+	cost.at = scrape(ctx, sc, t, "end", false)
 
 	s.phase.Store("close")
 	p.closeAll()
 	stopSampler()
 	sampling.Wait()
 	s.sample() // the final point, so even a sub-second run has a timeline
+	cost.final = usageNow()
 
 	r := buildReport(reportInput{
 		cfg: cfg, runID: runID, started: started, t: t, p: p, w: w, timeline: s.timeline,
 		connectDur: connectDur, writeDur: writeDur, writeStart: writeStart,
-		drainDur: drainDur, drainTimedOut: timedOut,
+		drainDur: drainDur, drainTimedOut: timedOut, cost: costOf(cost),
 	})
 	if err := ctx.Err(); err != nil {
 		r.Aborted = err.Error()
 		return r, fmt.Errorf("load test interrupted: %w", err)
 	}
 	return r, nil
+}
+
+// usageNow reads the generator's resource use; where that is impossible
+// the zero value (OK false) leaves the generator's cost out of the report.
+func usageNow() processUsage {
+	u, err := readUsage()
+	if err != nil {
+		return processUsage{}
+	}
+	return u
+}
+
+// scrape takes one metrics reading, or returns nil (after logging why) when
+// there is no scraper or an instance did not answer. gc asks for a garbage
+// collection first (with Config.MetricsGC), for the memory readings.
+func scrape(ctx context.Context, sc *scraper, t *tracker, phase string, gc bool) *MetricsSample {
+	if sc == nil || ctx.Err() != nil {
+		return nil
+	}
+	m, err := sc.sample(ctx, gc)
+	if err != nil {
+		t.errs.addErr("metrics "+phase, err)
+		return nil
+	}
+	m.ElapsedS = time.Since(t.runStart).Seconds()
+	return &m
+}
+
+// hold waits for d or until ctx ends: the idle phase.
+func hold(ctx context.Context, d time.Duration) {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+	case <-ctx.Done():
+	}
 }
 
 // tokens returns the subscriber tokens (one shared, or one minted per

@@ -2,11 +2,12 @@ package loadtest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,12 +37,17 @@ type pool struct {
 	stopping  atomic.Bool
 	handshake Histogram
 
+	// mu guards subs and forced while connections are being opened; after
+	// connectAll returns, subs is only read.
+	mu      sync.Mutex
 	subs    []*subscriber // index = subscriber number; nil when not connected
+	forced  bool          // closeNow has run: close any late connection at once
 	readers sync.WaitGroup
-	// readCtx is the readers' context; cancelling it force-closes every
-	// connection (coder/websocket closes a Conn whose Read context ends).
+	// readCtx ends when the run does or the polite close runs out of time;
+	// then every connection is closed at once (stopForce undoes the hook).
 	readCtx    context.Context
 	cancelRead context.CancelFunc
+	stopForce  func() bool
 }
 
 // closeGrace bounds the polite close of all subscribers: a server that does
@@ -69,6 +75,7 @@ func newDialClient(src string, idle int) *http.Client {
 func newPool(ctx context.Context, cfg Config, t *tracker, tokens []string) *pool {
 	p := &pool{cfg: cfg, t: t, tokens: tokens, subs: make([]*subscriber, cfg.Subscribers)}
 	p.readCtx, p.cancelRead = context.WithCancel(ctx)
+	p.stopForce = context.AfterFunc(p.readCtx, p.closeNow)
 	if len(cfg.SourceAddrs) == 0 {
 		p.clients = []*http.Client{newDialClient("", 0)}
 	}
@@ -121,11 +128,17 @@ func (p *pool) connect(ctx context.Context, i int) {
 	}
 	p.handshake.Record(time.Since(began))
 	s := &subscriber{idx: i, conn: conn, st: subStats{seen: make([]uint64, (len(p.t.writes)+63)/64)}}
+	p.mu.Lock()
 	p.subs[i] = s
+	forced := p.forced
+	p.mu.Unlock()
+	if forced {
+		_ = conn.CloseNow() // its reader sees the close and exits
+	}
 	p.established.Add(1)
 	p.connected.Add(1)
 	p.readers.Add(1)
-	go p.read(p.readCtx, s)
+	go p.read(s)
 }
 
 // wsURL turns a base URL into its /ws URL subscribed to "books".
@@ -147,21 +160,21 @@ func dialSubscribed(ctx context.Context, client *http.Client, target, token stri
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", target, err)
 	}
+	var f frameFields
 	for {
 		_, data, err := conn.Read(ctx)
 		if err != nil {
 			_ = conn.CloseNow()
 			return nil, fmt.Errorf("wait for subscribed: %w", err)
 		}
-		var f frame
-		if err := json.Unmarshal(data, &f); err != nil {
+		if err := f.scan(data); err != nil {
 			_ = conn.CloseNow()
 			return nil, fmt.Errorf("wait for subscribed: %w", err)
 		}
 		switch {
-		case f.Type == "subscribed" && f.Channel == "books":
+		case string(f.Type) == "subscribed" && string(f.Channel) == "books":
 			return conn, nil
-		case f.Type == "error":
+		case string(f.Type) == "error":
 			_ = conn.CloseNow()
 			return nil, fmt.Errorf("wait for subscribed: server error %s: %s", f.Code, f.Message)
 		}
@@ -169,20 +182,55 @@ func dialSubscribed(ctx context.Context, client *http.Client, target, token stri
 }
 
 // read is the subscriber's only goroutine: it owns s.st until it returns.
-func (p *pool) read(ctx context.Context, s *subscriber) {
+//
+// It reads with a context that never ends, on purpose: coder/websocket arms
+// a timer (an allocation) for every frame read under a context that can
+// end. The read still stops when it must, because closeAll and a cancelled
+// run close the connection, which ends the read.
+func (p *pool) read(s *subscriber) {
 	defer p.readers.Done()
 	defer p.connected.Add(-1)
+	buf := make([]byte, 0, initialReadBuffer)
 	for {
-		_, data, err := s.conn.Read(ctx)
+		var err error
+		buf, err = readMessage(s.conn, buf)
 		if err != nil {
-			if !p.stopping.Load() && ctx.Err() == nil {
+			if !p.stopping.Load() && p.readCtx.Err() == nil {
 				p.dropped.Add(1)
 				p.t.errs.addErr("subscriber dropped", err)
 			}
 			_ = s.conn.CloseNow()
 			return
 		}
-		p.t.handle(s.idx, &s.st, data, p.t.now())
+		p.t.handle(s.idx, &s.st, buf, p.t.now())
+	}
+}
+
+// initialReadBuffer fits a typical event frame (about 500 bytes); a larger
+// frame grows the subscriber's buffer once, and it stays grown.
+const initialReadBuffer = 1024
+
+// readMessage reads the next data message into buf, reusing its memory, so
+// a subscriber allocates no new slice per frame as Conn.Read does. The
+// connection's read limit still bounds how far buf can grow.
+func readMessage(c *websocket.Conn, buf []byte) ([]byte, error) {
+	_, r, err := c.Reader(context.Background())
+	if err != nil {
+		return buf[:0], err
+	}
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, cap(buf))
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case errors.Is(err, io.EOF):
+			return buf, nil
+		case err != nil:
+			return buf, err
+		}
 	}
 }
 
@@ -191,11 +239,14 @@ func (p *pool) read(ctx context.Context, s *subscriber) {
 // closeGrace, and waits for the readers to exit.
 func (p *pool) closeAll() {
 	p.stopping.Store(true)
+	p.mu.Lock()
+	subs := slices.Clone(p.subs)
+	p.mu.Unlock()
 	force := time.AfterFunc(closeGrace, p.cancelRead)
 	defer force.Stop()
 	sem := make(chan struct{}, p.cfg.ConnectConcurrency)
 	var wg sync.WaitGroup
-	for _, s := range p.subs {
+	for _, s := range subs {
 		if s == nil {
 			continue
 		}
@@ -211,6 +262,21 @@ func (p *pool) closeAll() {
 		}()
 	}
 	wg.Wait()
-	p.cancelRead() // every connection is closed by now; this releases the context
+	p.stopForce()  // every connection is closed by now
+	p.cancelRead() // releases the context
 	p.readers.Wait()
+}
+
+// closeNow closes every connection without a close handshake, ending
+// every read.
+func (p *pool) closeNow() {
+	p.mu.Lock()
+	p.forced = true
+	subs := slices.Clone(p.subs)
+	p.mu.Unlock()
+	for _, s := range subs {
+		if s != nil {
+			_ = s.conn.CloseNow()
+		}
+	}
 }

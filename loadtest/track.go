@@ -1,13 +1,12 @@
 package loadtest
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,7 +64,9 @@ type writeRec struct {
 type tracker struct {
 	runStart time.Time
 	prefix   string // "lt-<runid>-", the marker prefix of this run's titles
-	writes   []writeRec
+	// prefixBytes is prefix as bytes, for matching titles in frames.
+	prefixBytes []byte
+	writes      []writeRec
 	// deletes maps a deleted book's id to the delete's seq: a delete event
 	// carries no new title, so it is matched by book id.
 	deletes sync.Map
@@ -83,11 +84,12 @@ type tracker struct {
 
 func newTracker(runID string, writes int, start time.Time) *tracker {
 	return &tracker{
-		runStart: start,
-		prefix:   "lt-" + runID + "-",
-		writes:   make([]writeRec, writes),
-		progress: make(chan struct{}, 1),
-		errs:     newErrorLog(),
+		runStart:    start,
+		prefix:      "lt-" + runID + "-",
+		prefixBytes: []byte("lt-" + runID + "-"),
+		writes:      make([]writeRec, writes),
+		progress:    make(chan struct{}, 1),
+		errs:        newErrorLog(),
 	}
 }
 
@@ -96,8 +98,8 @@ func (t *tracker) marker(seq int) string { return t.prefix + strconv.Itoa(seq) }
 
 // seqOf returns the seq encoded in a title, or -1 when the title does not
 // carry this run's marker.
-func (t *tracker) seqOf(title string) int {
-	rest, ok := strings.CutPrefix(title, t.prefix)
+func (t *tracker) seqOf(title []byte) int {
+	rest, ok := bytes.CutPrefix(title, t.prefixBytes)
 	if !ok {
 		return -1
 	}
@@ -105,11 +107,11 @@ func (t *tracker) seqOf(title string) int {
 	for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
 		end++
 	}
-	n, err := strconv.Atoi(rest[:end])
-	if err != nil || n >= len(t.writes) {
+	n, ok := parseUint(rest[:end])
+	if !ok || n >= uint64(len(t.writes)) {
 		return len(t.writes) // ours, but not a write we made: unexpected
 	}
-	return n
+	return int(n)
 }
 
 // now returns nanoseconds since the run began, on the monotonic clock.
@@ -140,20 +142,6 @@ func (t *tracker) delivered() uint64 {
 	return n
 }
 
-// frame is the part of a server frame the load test looks at.
-type frame struct {
-	Type    string `json:"type"`
-	Channel string `json:"channel"`
-	ID      string `json:"id"`
-	Event   string `json:"event"`
-	BookID  int64  `json:"book_id"`
-	Book    *struct {
-		Title string `json:"title"`
-	} `json:"book"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
 // subStats is a subscriber's delivery bookkeeping. Only the subscriber's
 // reader goroutine touches it until the reader has exited.
 type subStats struct {
@@ -165,38 +153,55 @@ type subStats struct {
 	unexpected   int64
 	foreign      int64
 	lastDelivery int64
+
+	// lastOffset and epoch are the position of the last event received on
+	// "books" (0 and "" before the first), for the order check. The hub
+	// promises that a subscription's offsets only grow, by one per event.
+	lastOffset uint64
+	epoch      string
+	// outOfOrder counts events whose offset is below the previous one in
+	// the same epoch; gaps counts events whose offset skips one or more.
+	outOfOrder int64
+	gaps       int64
+
+	// frame is reused for every frame, so reading allocates nothing.
+	frame frameFields
 }
 
 // handle processes one frame received at now (ns since run start) by
-// subscriber idx.
+// subscriber idx. data is only read during the call.
 func (t *tracker) handle(idx int, st *subStats, data []byte, now int64) {
-	var f frame
-	if err := json.Unmarshal(data, &f); err != nil {
+	f := &st.frame
+	if err := f.scan(data); err != nil {
 		t.errs.add("frame", "malformed JSON frame")
 		return
 	}
-	switch f.Type {
+	switch string(f.Type) {
 	case "event":
 	case "error":
-		t.errs.add("server error frame", f.Code+": "+f.Message)
+		t.errs.add("server error frame", string(f.Code)+": "+string(f.Message))
+		return
+	case "incomplete":
+		// The server says events may be missing after this offset; the
+		// missing count shows whether any of ours were.
+		t.errs.add("server incomplete frame", "channel "+string(f.Channel))
 		return
 	default: // welcome, subscribed, pong: nothing to check
 		return
 	}
-	title := ""
-	if f.Book != nil {
-		title = f.Book.Title
+	if string(f.Channel) == "books" {
+		st.checkOrder(f.Offset, f.Epoch)
 	}
 	seq := -1
-	if f.Event == "book.deleted" {
+	if string(f.Event) == "book.deleted" {
 		if v, ok := t.deletes.Load(f.BookID); ok {
 			seq = v.(int)
 		}
 	} else {
-		seq = t.seqOf(title)
+		seq = t.seqOf(f.Title)
 	}
 	if seq < 0 {
-		if strings.HasPrefix(title, t.prefix) {
+		if bytes.HasPrefix(f.Title, t.prefixBytes) {
 			st.unexpected++
 		} else {
 			st.foreign++ // someone else's write; not ours to judge
@@ -222,15 +227,41 @@ func (t *tracker) handle(idx int, st *subStats, data []byte, now int64) {
 	st.received++
 	st.lastDelivery = now
 	t.lat[idx%latencyShards].Record(time.Duration(now - (start - 1)))
-	if f.ID == "" {
+	if len(f.ID) == 0 {
 		t.errs.add("event", "event without id")
 	} else if p := w.eventID.Load(); p == nil {
-		w.eventID.CompareAndSwap(nil, &f.ID)
-	} else if *p != f.ID {
+		id := string(f.ID) // once per write, by its first subscriber
+		w.eventID.CompareAndSwap(nil, &id)
+	} else if *p != string(f.ID) {
 		t.errs.add("event", "one write delivered under two event ids")
 	}
 	w.seen.Add(1)
 	t.maybeComplete(w)
+}
+
+// checkOrder records an event at offset in epoch on "books". Offset 0 means
+// "not sequenced" and is not checked; a new epoch (the history was reset)
+// starts the count afresh. A repeat of the last offset is not counted here:
+// the duplicate check counts it when it is one of this run's writes.
+func (st *subStats) checkOrder(offset uint64, epoch []byte) {
+	if offset == 0 {
+		return
+	}
+	if string(epoch) != st.epoch || st.lastOffset == 0 {
+		if string(epoch) != st.epoch {
+			st.epoch = string(epoch) // allocates once per epoch, not per frame
+		}
+		st.lastOffset = offset
+		return
+	}
+	switch {
+	case offset < st.lastOffset:
+		st.outOfOrder++
+		return // keep the high-water mark: later events must pass it
+	case offset > st.lastOffset+1:
+		st.gaps++
+	}
+	st.lastOffset = offset
 }
 
 // maxErrorKeys bounds the error table: a flood of distinct messages must not
