@@ -84,7 +84,7 @@ func (s *socket) Write(p []byte) (int, error) {
 func (s *socket) writeLocked(p []byte) (int, error) {
 	if now := time.Now(); s.deadline.Sub(now) < s.timeout/2 {
 		s.deadline = now.Add(s.timeout)
-		if err := s.Conn.SetWriteDeadline(s.deadline); err != nil {
+		if err := s.SetWriteDeadline(s.deadline); err != nil {
 			return 0, err
 		}
 	}

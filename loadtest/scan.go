@@ -386,11 +386,11 @@ func (s *scanner) str() ([]byte, bool, error) {
 		if i >= len(data) {
 			return nil, false, errFrame // unterminated
 		}
-		switch c := data[i]; {
-		case c == '"':
+		switch data[i] {
+		case '"':
 			s.pos = i + 1
 			return data[start:i], escaped, nil
-		case c == '\\':
+		case '\\':
 			escaped = true
 			if i+1 >= len(data) {
 				return nil, false, errFrame
