@@ -12,7 +12,9 @@
 # CPU per 1,000 deliveries and memory per idle socket next to its own CPU.
 # Reports land in $OUT (default loadtest/out) as $NAME.json, .html, .svg,
 # the summary as $NAME.txt and the cost lines as $NAME.cost.txt (NAME
-# defaults to "report").
+# defaults to "report"). METRICS_GC=0 skips the GC, for a build that does
+# not serve /debug/pprof on its metrics listener (an older bookhub, when
+# comparing before and after): heap figures then include garbage.
 #
 # Needs: MySQL at $MYSQL_HOST (root, no password) and Redis at $REDIS_URL.
 set -euo pipefail
@@ -25,6 +27,8 @@ REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 DB=bookhub_loadtest_$$
 OUT=${OUT:-loadtest/out}
 NAME=${NAME:-report}
+gcflag=-metrics-gc
+[[ "${METRICS_GC:-1}" == 0 ]] && gcflag=
 export BOOKHUB_JWT_SECRET=${BOOKHUB_JWT_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 
 [[ -n "${SKIP_BUILD:-}" ]] || make -s build
@@ -57,7 +61,7 @@ done
 IFS=,; tlist="${targets[*]}"; mlist="${metrics[*]}"; unset IFS
 set +e
 bin/bookhub-loadtest -targets "$tlist" -source-addrs 127.0.0.1-127.0.0.16 \
-	-metrics-urls "$mlist" -metrics-gc \
+	-metrics-urls "$mlist" $gcflag \
 	-json "$OUT/$NAME.json" -html "$OUT/$NAME.html" -svg "$OUT/$NAME.svg" "$@" | tee "$OUT/$NAME.txt"
 status=${PIPESTATUS[0]}
 
