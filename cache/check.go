@@ -34,9 +34,10 @@ type checker struct {
 	fail    func(ctx context.Context, err error)
 	timeout time.Duration
 
-	mu    sync.Mutex
-	busy  bool          // a check is in flight
-	queue []*checkBatch // checks to run after it, in order
+	mu      sync.Mutex
+	busy    bool                   // a check is in flight
+	queue   []*checkBatch          // checks to run after it, in order
+	pending map[string]*checkBatch // the queued check of each namespace
 
 	// Test hooks, nil in production: ran is called once a check's round
 	// trip has returned, before its readers learn the result; queued once
@@ -82,22 +83,26 @@ func (k *checker) current(ctx context.Context, ns string) (string, error) {
 	}
 }
 
-// enqueueLocked adds ns to the last queued check that has it or room for
-// it, else to a new one.
+// enqueueLocked returns the queued check that has ns (none of them has
+// started, so any is late enough), else adds ns to the last one if it has
+// room, else to a new one.
 func (k *checker) enqueueLocked(ns string) *checkBatch {
-	if n := len(k.queue); n > 0 {
-		last := k.queue[n-1]
-		if _, ok := last.idx[ns]; ok {
-			return last
-		}
-		if len(last.nss) < maxCheckNamespaces {
-			last.idx[ns] = len(last.nss)
-			last.nss = append(last.nss, ns)
-			return last
-		}
+	if b, ok := k.pending[ns]; ok {
+		return b
 	}
-	b := newCheckBatch(ns)
-	k.queue = append(k.queue, b)
+	var b *checkBatch
+	if n := len(k.queue); n > 0 && len(k.queue[n-1].nss) < maxCheckNamespaces {
+		b = k.queue[n-1]
+		b.idx[ns] = len(b.nss)
+		b.nss = append(b.nss, ns)
+	} else {
+		b = newCheckBatch(ns)
+		k.queue = append(k.queue, b)
+	}
+	if k.pending == nil {
+		k.pending = make(map[string]*checkBatch)
+	}
+	k.pending[ns] = b
 	return b
 }
 
@@ -125,6 +130,9 @@ func (k *checker) exec(ctx context.Context, b *checkBatch) {
 	next := k.queue[0]
 	k.queue[0] = nil
 	k.queue = k.queue[1:]
+	for _, ns := range next.nss {
+		delete(k.pending, ns)
+	}
 	k.mu.Unlock()
 	go k.exec(context.Background(), next)
 }
