@@ -313,10 +313,11 @@ func (c *Books) read(ctx context.Context, ns, key string, load func(context.Cont
 		return load(ctx)
 	}
 	if c.local != nil {
-		if v, ok := c.readLocal(ctx, ns, key); ok {
+		v, ok, err := c.readLocal(ctx, ns, key)
+		if ok {
 			return v, nil
 		}
-		if !c.brk.usable(ctx) { // the check failed and opened the breaker
+		if err != nil && !c.brk.usable(ctx) { // the check opened the breaker
 			c.obs.Miss(c.be.layer())
 			return load(ctx)
 		}
@@ -326,24 +327,26 @@ func (c *Books) read(ctx context.Context, ns, key string, load func(context.Cont
 
 // readLocal serves the local copy of ns/key if a check that started after
 // this call finds its tag current. A stale copy is dropped; a failed check
-// (counted, and reported to the breaker) serves nothing.
-func (c *Books) readLocal(ctx context.Context, ns, key string) (any, bool) {
+// (already counted and reported to the breaker) serves nothing and returns
+// its error.
+func (c *Books) readLocal(ctx context.Context, ns, key string) (any, bool, error) {
 	e, ok := c.local.get(ns, key)
 	if !ok {
 		c.obs.Miss(LayerLocal)
-		return nil, false
+		return nil, false, nil
 	}
 	tag, err := c.check.current(ctx, ns)
-	switch {
-	case err != nil:
-	case tag == e.tag:
-		c.obs.Hit(LayerLocal)
-		return e.v, true
-	default:
-		c.local.dropStale(ns, key, e.tag)
+	if err != nil {
+		c.obs.Miss(LayerLocal)
+		return nil, false, err
 	}
-	c.obs.Miss(LayerLocal)
-	return nil, false
+	if tag != e.tag {
+		c.local.dropStale(ns, key, e.tag)
+		c.obs.Miss(LayerLocal)
+		return nil, false, nil
+	}
+	c.obs.Hit(LayerLocal)
+	return e.v, true, nil
 }
 
 // lookup serves ns/key from the backend or loads it, once per generation
