@@ -14,7 +14,7 @@ import (
 type backend interface {
 	// lookup returns the entry of ns/key if its tag is current; otherwise
 	// ok is false and gen is the generation to pass to store.
-	lookup(ctx context.Context, ns, key string) (v any, gen string, ok bool, err error)
+	lookup(ctx context.Context, ns, key string) (found, error)
 	// store sets ns/key to v tagged with gen, unless gen is no longer
 	// current (then it does nothing and reports no error).
 	store(ctx context.Context, ns, key, gen string, v any) error
@@ -23,6 +23,18 @@ type backend interface {
 	bump(ctx context.Context, nss []string) error
 	// layer is LayerMemory or LayerRedis.
 	layer() string
+}
+
+// found is the answer of a lookup.
+type found struct {
+	// v is the value of a hit.
+	v any
+	// gen is the current generation (tag) of the namespace: on a miss the
+	// one to pass to store, on a hit the entry's own.
+	gen string
+	// ttl is what remains of a hit's life; 0 when unknown.
+	ttl time.Duration
+	ok  bool
 }
 
 // memoryBackend is the in-process backend, for a single instance.
@@ -79,14 +91,14 @@ func (m *memoryBackend) genLocked(ns string) uint64 {
 	return m.base
 }
 
-func (m *memoryBackend) lookup(_ context.Context, ns, key string) (any, string, bool, error) {
+func (m *memoryBackend) lookup(_ context.Context, ns, key string) (found, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	g := m.genLocked(ns)
 	if e, ok := m.entries[entryKey{ns, key}]; ok && e.gen == g && m.now().Before(e.expires) {
-		return e.v, "", true, nil
+		return found{v: e.v, ok: true}, nil // gen and ttl: no local layer to tell
 	}
-	return nil, strconv.FormatUint(g, 10), false, nil
+	return found{gen: strconv.FormatUint(g, 10)}, nil
 }
 
 func (m *memoryBackend) store(_ context.Context, ns, key, gen string, v any) error {

@@ -10,31 +10,110 @@ import (
 // benchSetup returns a cache over a store holding 20 books.
 func benchSetup(b *testing.B, bc backendCase) (*cache.Books, *store.Store, []int64) {
 	b.Helper()
+	c, st, ids, _ := benchSetupCounted(b, bc)
+	return c, st, ids
+}
+
+// benchSetupCounted is benchSetup that also counts the Redis commands the
+// cache sends (nil without Redis).
+func benchSetupCounted(b *testing.B, bc backendCase) (*cache.Books, *store.Store, []int64, *cmdCounter) {
+	b.Helper()
 	st := openStore(b)
-	c := newBooks(b, st, bc.opts(b))
+	o := bc.opts(b)
+	var cmds *cmdCounter
+	if o.Redis != nil {
+		cmds = &cmdCounter{}
+		o.Redis.AddHook(cmds)
+	}
+	c := newBooks(b, st, o)
 	var ids []int64
 	for i := range 20 {
 		bk := sampleBook(i % 6)
 		bk.ISBN = "" // unique ISBNs are not the point here
 		ids = append(ids, mustCreate(b, st, bk).ID)
 	}
-	return c, st, ids
+	return c, st, ids, cmds
+}
+
+// reportCmds reports the Redis commands per read since start.
+func reportCmds(b *testing.B, cmds *cmdCounter, start int64) {
+	b.Helper()
+	if cmds != nil {
+		b.ReportMetric(float64(cmds.n.Load()-start)/float64(b.N), "redis-cmds/read")
+	}
+}
+
+// benchHitParallel measures cached reads from GOMAXPROCS×32 goroutines
+// (64 on two cores, like the 64 connections of the wrk runs in
+// loadtest/RESULTS.md): the case the local layer's batched checks are for.
+// redis-cmds/read is what one read costs Redis.
+func benchHitParallel(b *testing.B, read func(c *cache.Books, ids []int64) error) {
+	for _, bc := range backends {
+		b.Run(bc.name, func(b *testing.B) {
+			c, _, ids, cmds := benchSetupCounted(b, bc)
+			for range 3 { // a miss, a Redis hit, a local hit
+				if err := read(c, ids); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetParallelism(32)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := int64(0)
+			if cmds != nil {
+				start = cmds.n.Load()
+			}
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := read(c, ids); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			reportCmds(b, cmds, start)
+		})
+	}
+}
+
+func BenchmarkGetHitParallel(b *testing.B) {
+	ctx := testCtx(b)
+	benchHitParallel(b, func(c *cache.Books, ids []int64) error {
+		_, err := c.Get(ctx, ids[0])
+		return err
+	})
+}
+
+func BenchmarkListHitParallel(b *testing.B) {
+	ctx := testCtx(b)
+	benchHitParallel(b, func(c *cache.Books, _ []int64) error {
+		_, err := c.List(ctx, store.ListOptions{})
+		return err
+	})
 }
 
 func BenchmarkGetHit(b *testing.B) {
 	for _, bc := range backends {
 		b.Run(bc.name, func(b *testing.B) {
-			c, _, ids := benchSetup(b, bc)
+			c, _, ids, cmds := benchSetupCounted(b, bc)
 			ctx := testCtx(b)
-			if _, err := c.Get(ctx, ids[0]); err != nil {
-				b.Fatal(err)
+			for range 3 { // a miss, a Redis hit, a local hit
+				if _, err := c.Get(ctx, ids[0]); err != nil {
+					b.Fatal(err)
+				}
 			}
 			b.ReportAllocs()
+			var start int64
+			if cmds != nil {
+				start = cmds.n.Load()
+			}
 			for b.Loop() {
 				if _, err := c.Get(ctx, ids[0]); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCmds(b, cmds, start)
 		})
 	}
 }
@@ -42,17 +121,24 @@ func BenchmarkGetHit(b *testing.B) {
 func BenchmarkListHit(b *testing.B) {
 	for _, bc := range backends {
 		b.Run(bc.name, func(b *testing.B) {
-			c, _, _ := benchSetup(b, bc)
+			c, _, _, cmds := benchSetupCounted(b, bc)
 			ctx := testCtx(b)
-			if _, err := c.List(ctx, store.ListOptions{}); err != nil {
-				b.Fatal(err)
+			for range 3 {
+				if _, err := c.List(ctx, store.ListOptions{}); err != nil {
+					b.Fatal(err)
+				}
 			}
 			b.ReportAllocs()
+			var start int64
+			if cmds != nil {
+				start = cmds.n.Load()
+			}
 			for b.Loop() {
 				if _, err := c.List(ctx, store.ListOptions{}); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCmds(b, cmds, start)
 		})
 	}
 }

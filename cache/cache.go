@@ -29,13 +29,43 @@
 // # Backends
 //
 // Without Options.Redis the cache is an in-process map (for one embedded
-// instance). With Redis, generations and entries live in Redis only (keys
-// of redisconn.Keys, under the "{cache}" hash tag), and there is no
-// in-process layer in front: a write acknowledged on instance A has bumped
-// the generations in Redis, so a read on instance B right after misses
-// and reads the store (read-your-writes across instances). Each lookup,
-// conditional store and bump is one round trip (a Lua script). Entries
-// expire after Options.TTL as a safety net.
+// instance). With Redis, generations and entries live in Redis (keys of
+// redisconn.Keys, under the "{cache}" hash tag), shared by every instance,
+// with a local layer in front (below). Each lookup, conditional store,
+// bump and check is one round trip (a Lua script). Entries expire after
+// Options.TTL as a safety net.
+//
+// # Local layer
+//
+// In front of Redis each instance keeps copies of values Redis returned as
+// hits (never of values it loaded from the store: only what Redis
+// confirmed as current), tagged with the generations they were current at,
+// at most Options.MaxEntries of them, each expiring with its Redis entry at
+// the latest. A copy is served only after a freshness check that started
+// after the read began: one script that returns the current generations of
+// a set of namespaces. If the copy's namespace is still at its tag, the
+// copy is served; otherwise it is dropped and the read is a Redis lookup.
+//
+// Why that keeps read-your-writes across instances: a write on any
+// instance bumps its generations in Redis before it is acknowledged. A
+// read that begins after that acknowledgement is served from a copy only
+// after a check that began later still, so the check sees the bump (or a
+// later one) and the copy's tag, from before the bump, is stale.
+// Generations never repeat, so no older tag can match again. Hence the
+// batching rule: at most one check is in flight per Books, and a reader
+// arriving while one is in flight never joins it (it may have read the
+// generations before a write the reader knows of was acknowledged); it
+// waits for the next check, which starts when the one in flight ends and
+// carries every namespace queued meanwhile (up to 256). A check that fails
+// or times out (Options.OpTimeout) serves nothing: its readers take the
+// normal path, and the failure counts for the breaker like any other.
+//
+// Why it is faster: under concurrency one check serves many readers, and
+// a check transfers a few generations instead of an entry to decode. A
+// lone reader still pays a round trip, just a cheaper one. Options.NoLocal
+// turns the layer off. Changes this instance writes or learns of (bump,
+// Invalidate) drop the local copies they make stale at once, which saves
+// a check; correctness rests on the check alone.
 //
 // # Redis failures
 //
@@ -44,11 +74,13 @@
 // the store and nothing is stored, so requests do not wait on a dead Redis
 // one after another. A write whose bump fails still succeeds; the failed
 // bump is remembered and re-applied before this instance uses the cache
-// again, and until it succeeds the cache stays bypassed here. Residual
+// again, and until it succeeds the cache stays bypassed here (the local
+// layer included: its copies may predate the pending bumps). Residual
 // risk: another instance that can reach Redis while this one cannot keeps
 // serving what was cached before this instance's write, until the bump is
-// re-applied, the entry's TTL ends, or the write's change event reaches
-// that instance (the caller passes every committed change to Invalidate).
+// re-applied, the entry's TTL ends (a local copy dies with its entry), or
+// the write's change event reaches that instance (the caller passes every
+// committed change to Invalidate).
 // When too many bumps are pending, they are replaced by one bump of "all".
 package cache
 
@@ -87,6 +119,8 @@ var _ Store = (*store.Store)(nil)
 const (
 	LayerMemory = "memory"
 	LayerRedis  = "redis"
+	// LayerLocal is the in-process layer in front of Redis.
+	LayerLocal = "local"
 )
 
 // Operations reported to Observer.Error.
@@ -94,20 +128,25 @@ const (
 	OpLookup     = "lookup"
 	OpStore      = "store"
 	OpInvalidate = "invalidate"
+	// OpCheck is the freshness check of the local layer (a Redis call).
+	OpCheck = "check"
 )
 
 // Observer receives cache events for metrics. Its methods are called
-// concurrently and must not block. layer is LayerMemory or LayerRedis.
+// concurrently and must not block. layer is LayerMemory, LayerRedis or
+// LayerLocal.
 type Observer interface {
-	// Hit counts a read served from the cache.
+	// Hit counts a read served from the cache layer.
 	Hit(layer string)
-	// Miss counts a read that went to the store, including reads that
-	// bypassed the cache while the breaker was open.
+	// Miss counts a read the layer could not serve. For LayerMemory and
+	// LayerRedis it went to the store (reads that bypassed the cache while
+	// the breaker was open included); for LayerLocal it went on to Redis,
+	// and is counted there again as a hit or a miss.
 	Miss(layer string)
 	// Invalidation counts one bump (of one or more namespaces).
 	Invalidation(layer string)
 	// Error counts a failed backend operation (OpLookup, OpStore,
-	// OpInvalidate).
+	// OpInvalidate, OpCheck).
 	Error(layer, op string)
 }
 
@@ -132,9 +171,14 @@ type Options struct {
 	TTL time.Duration
 	// MaxEntries caps the in-process cache: its entries (a full cache
 	// evicts an approximately random one) and its per-book generations
-	// (past the cap all are dropped, which invalidates everything).
-	// Default DefaultMaxEntries.
+	// (past the cap all are dropped, which invalidates everything). With
+	// Redis it caps the local layer's copies the same way. Default
+	// DefaultMaxEntries.
 	MaxEntries int
+	// NoLocal turns off the local layer in front of Redis (see "Local
+	// layer" in the package doc), so that every read is a Redis lookup.
+	// Without Redis it has no effect.
+	NoLocal bool
 	// OpTimeout bounds one Redis call. Default DefaultOpTimeout.
 	OpTimeout time.Duration
 	// BreakerCooldown is how long reads bypass Redis after it failed.
@@ -157,6 +201,10 @@ type Books struct {
 	obs     Observer
 	brk     *breaker
 	flights singleflight.Group
+	// local and check are the local layer in front of Redis; nil without
+	// Redis or with Options.NoLocal.
+	local *localLayer
+	check *checker
 	// joined, when set (by tests only), is called once a miss has joined
 	// or started its load, so a test can wait for every caller to be in.
 	joined func()
@@ -191,17 +239,28 @@ func New(next Store, o Options) (*Books, error) {
 		o.Observer = nopObserver{}
 	}
 	var be backend
+	var rb *redisBackend
 	if o.Redis != nil {
-		be = newRedisBackend(o.Redis, o.Keys, o.TTL)
+		rb = newRedisBackend(o.Redis, o.Keys, o.TTL)
+		be = rb
 	} else {
 		be = newMemoryBackend(o.MaxEntries, o.TTL, o.Now)
 	}
-	return &Books{
+	c := &Books{
 		next: next,
 		be:   be,
 		obs:  o.Observer,
 		brk:  newBreaker(be, o, o.Logger.With("component", "cache", "layer", be.layer())),
-	}, nil
+	}
+	if rb != nil && !o.NoLocal {
+		c.local = newLocalLayer(o.MaxEntries, o.Now)
+		c.check = &checker{
+			run:     rb.generations,
+			fail:    func(ctx context.Context, err error) { c.brk.fail(ctx, OpCheck, err) },
+			timeout: o.OpTimeout,
+		}
+	}
+	return c, nil
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -246,27 +305,78 @@ func (c *Books) List(ctx context.Context, opts store.ListOptions) (store.Page, e
 	return p, nil
 }
 
-// read serves ns/key from the cache or loads it, once per generation for
-// concurrent misses, and stores it if the generation has not moved.
+// read serves ns/key from the local layer, the backend or the store: see
+// readLocal and lookup.
 func (c *Books) read(ctx context.Context, ns, key string, load func(context.Context) (any, error)) (any, error) {
-	layer := c.be.layer()
 	if !c.brk.usable(ctx) {
-		c.obs.Miss(layer)
+		c.obs.Miss(c.be.layer())
 		return load(ctx)
 	}
+	if c.local != nil {
+		v, ok, err := c.readLocal(ctx, ns, key)
+		if ok {
+			return v, nil
+		}
+		if err != nil && !c.brk.usable(ctx) { // the check opened the breaker
+			c.obs.Miss(c.be.layer())
+			return load(ctx)
+		}
+	}
+	return c.lookup(ctx, ns, key, load)
+}
+
+// readLocal serves the local copy of ns/key if a check that started after
+// this call finds its tag current. A stale copy is dropped; a failed check
+// (already counted and reported to the breaker) serves nothing and returns
+// its error.
+func (c *Books) readLocal(ctx context.Context, ns, key string) (any, bool, error) {
+	e, ok := c.local.get(ns, key)
+	if !ok {
+		c.obs.Miss(LayerLocal)
+		return nil, false, nil
+	}
+	tag, err := c.check.current(ctx, ns)
+	if err != nil {
+		c.obs.Miss(LayerLocal)
+		return nil, false, err
+	}
+	if tag != e.tag {
+		c.local.dropStale(ns, key, e.tag)
+		c.obs.Miss(LayerLocal)
+		return nil, false, nil
+	}
+	c.obs.Hit(LayerLocal)
+	return e.v, true, nil
+}
+
+// lookup serves ns/key from the backend or loads it, once per generation
+// for concurrent misses, and stores it if the generation has not moved. A
+// backend hit is copied into the local layer.
+func (c *Books) lookup(ctx context.Context, ns, key string, load func(context.Context) (any, error)) (any, error) {
+	layer := c.be.layer()
+	var start time.Time
+	if c.local != nil {
+		start = c.local.now()
+	}
 	octx, cancel := c.brk.opCtx(ctx)
-	v, gen, ok, err := c.be.lookup(octx, ns, key)
+	f, err := c.be.lookup(octx, ns, key)
 	cancel()
 	if err != nil {
 		c.brk.fail(ctx, OpLookup, err)
 		c.obs.Miss(layer)
 		return load(ctx)
 	}
-	if ok {
+	if f.ok {
 		c.obs.Hit(layer)
-		return v, nil
+		if c.local != nil && f.ttl > 0 {
+			// The entry's remaining TTL counted from before the call: the
+			// copy dies no later than the entry.
+			c.local.put(ns, key, localEntry{tag: f.gen, expires: start.Add(f.ttl), v: f.v})
+		}
+		return f.v, nil
 	}
 	c.obs.Miss(layer)
+	gen := f.gen
 	ch := c.flights.DoChan(ns+"\x00"+key+"\x00"+gen, func() (any, error) {
 		v, err := load(ctx)
 		if err != nil {
@@ -352,9 +462,16 @@ func (c *Books) Invalidate(ctx context.Context, bookID int64) error {
 
 // bump invalidates nss, or remembers them when the backend fails. It is
 // applied even when ctx is done: a write that committed must invalidate.
+// Local copies of nss are dropped after the bump, whatever its outcome:
+// they would fail their next check anyway (or, with the bump pending, not
+// be consulted until it is re-applied).
 func (c *Books) bump(ctx context.Context, nss ...string) error {
 	ctx = context.WithoutCancel(ctx)
-	return c.brk.bump(ctx, nss)
+	err := c.brk.bump(ctx, nss)
+	if c.local != nil {
+		c.local.drop(nss)
+	}
+	return err
 }
 
 // Ping passes through to the store.

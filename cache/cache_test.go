@@ -65,7 +65,7 @@ func TestHitMissAndRoundTrip(t *testing.T) {
 			if n := cnt.gets.Load(); n != 1 {
 				t.Errorf("store Get called %d times, want 1", n)
 			}
-			if h, m := obs.hits.Load(), obs.misses.Load(); h != 2 || m != 1 {
+			if h, m := obs.served(), obs.misses.Load(); h != 2 || m != 1 {
 				t.Errorf("hits %d misses %d, want 2 and 1", h, m)
 			}
 

@@ -18,54 +18,78 @@ import (
 
 // TestReadYourWritesAcrossInstances: two instances share one Redis and one
 // database; a write acknowledged on A is visible to a read on B right
-// after, while other readers on B keep re-populating the cache.
+// after, while other readers on B keep re-populating the cache, with B's
+// local layer holding a copy from before the write (and without the
+// layer).
 func TestReadYourWritesAcrossInstances(t *testing.T) {
 	for _, d := range drivers {
-		t.Run(d.name, func(t *testing.T) {
-			ctx := testCtx(t)
-			st := openStoreURL(t, d.url(t))
-			o := sharedRedisOptions(t)
-			a := newBooks(t, st, o)
-			bo := o
-			bo.Redis = openRedis(t, testenv.Redis(t), o.Keys) // B has its own connections
-			b := newBooks(t, st, bo)
-			book := mustCreate(t, a, sampleBook(1))
-
-			// Background readers on B race with the writes to populate it.
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			for range 2 {
-				wg.Go(func() {
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						_, _ = b.Get(ctx, book.ID)
-						_, _ = b.List(ctx, store.ListOptions{})
-					}
-				})
+		for _, noLocal := range []bool{false, true} {
+			name := d.name
+			if noLocal {
+				name += "/NoLocal"
 			}
-			t.Cleanup(func() { close(stop); wg.Wait() })
+			t.Run(name, func(t *testing.T) {
+				readYourWritesAcross(t, d.url(t), noLocal)
+			})
+		}
+	}
+}
 
-			const iterations = 300
-			for i := int64(1); i <= iterations; i++ {
-				w, err := a.Update(ctx, book.ID, 0, func(x *store.Book) error { x.Stock = i; return nil })
-				if err != nil {
-					t.Fatal(err)
+func readYourWritesAcross(t *testing.T, url string, noLocal bool) {
+	ctx := testCtx(t)
+	st := openStoreURL(t, url)
+	o := sharedRedisOptions(t)
+	o.NoLocal = noLocal
+	a := newBooks(t, st, o)
+	bo := o
+	bo.Redis = openRedis(t, testenv.Redis(t), o.Keys) // B has its own connections
+	obs := &observer{}
+	bo.Observer = obs
+	b := newBooks(t, st, bo)
+	book := mustCreate(t, a, sampleBook(1))
+
+	// Background readers on B race with the writes to populate it.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
 				}
-				got, err := b.Get(ctx, book.ID)
-				if err != nil || got.Version < w.Version || got.Stock != i {
-					t.Fatalf("iteration %d: B.Get = stock %d version %d, %v; want at least version %d stock %d",
-						i, got.Stock, got.Version, err, w.Version, i)
-				}
-				p, err := b.List(ctx, store.ListOptions{})
-				if err != nil || len(p.Books) != 1 || p.Books[0].Version < w.Version {
-					t.Fatalf("iteration %d: B.List = %+v, %v; want version %d", i, p, err, w.Version)
-				}
+				_, _ = b.Get(ctx, book.ID)
+				_, _ = b.List(ctx, store.ListOptions{})
 			}
 		})
+	}
+	t.Cleanup(func() { close(stop); wg.Wait() })
+
+	const iterations = 300
+	for i := int64(1); i <= iterations; i++ {
+		w, err := a.Update(ctx, book.ID, 0, func(x *store.Book) error { x.Stock = i; return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.Get(ctx, book.ID)
+		if err != nil || got.Version < w.Version || got.Stock != i {
+			t.Fatalf("iteration %d: B.Get = stock %d version %d, %v; want at least version %d stock %d",
+				i, got.Stock, got.Version, err, w.Version, i)
+		}
+		p, err := b.List(ctx, store.ListOptions{})
+		if err != nil || len(p.Books) != 1 || p.Books[0].Version < w.Version {
+			t.Fatalf("iteration %d: B.List = %+v, %v; want version %d", i, p, err, w.Version)
+		}
+		// Leave B a local copy of both, which the next write makes stale
+		// (nothing tells B of it but Redis).
+		for range 2 {
+			_, _ = b.Get(ctx, book.ID)
+			_, _ = b.List(ctx, store.ListOptions{})
+		}
+	}
+	if h := obs.localHits.Load(); !noLocal && h < iterations {
+		t.Errorf("%d local hits on B in %d iterations: the local layer was hardly used", h, iterations)
 	}
 }
 
@@ -83,7 +107,7 @@ func TestCacheOnOffIdentical(t *testing.T) {
 					t.Helper()
 					for _, id := range append(ids, 9999) {
 						want, werr := st.Get(ctx, id)
-						for range 2 {
+						for range 3 { // a miss, a hit, a local hit
 							got, err := c.Get(ctx, id)
 							if !reflect.DeepEqual(got, want) || !errors.Is(err, werr) && (err == nil) != (werr == nil) {
 								t.Fatalf("%s: Get(%d) = %#v, %v; store %#v, %v", step, id, got, err, want, werr)
@@ -95,7 +119,7 @@ func TestCacheOnOffIdentical(t *testing.T) {
 						if err != nil {
 							t.Fatal(err)
 						}
-						for range 2 {
+						for range 3 {
 							got, err := c.List(ctx, o)
 							if err != nil || !reflect.DeepEqual(got, want) {
 								t.Fatalf("%s: List(%+v) = %#v, %v; store %#v", step, o, got, err, want)
@@ -217,12 +241,12 @@ func TestRedisOutage(t *testing.T) {
 				}
 			}
 			// And the cache works again: the last reads were hits.
-			hits := obs.hits.Load()
+			hits := obs.served()
 			if _, err := c.Get(ctx, b.ID); err != nil {
 				t.Fatal(err)
 			}
-			if obs.hits.Load() != hits+1 {
-				t.Error("Get after recovery was not served from Redis")
+			if obs.served() != hits+1 {
+				t.Error("Get after recovery was not served from the cache")
 			}
 		})
 	}
@@ -249,8 +273,8 @@ func TestCanceledCallerDoesNotTrip(t *testing.T) {
 	if _, err := c.Get(ctx, b.ID); err != nil {
 		t.Fatal(err)
 	}
-	if obs.hits.Load() != 1 {
-		t.Errorf("hits = %d, want 1: the canceled read opened the breaker", obs.hits.Load())
+	if obs.served() != 1 {
+		t.Errorf("hits = %d, want 1: the canceled read opened the breaker", obs.served())
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/bookhub/bookhub/cache"
 	"github.com/bookhub/bookhub/internal/testenv"
 	"github.com/bookhub/bookhub/redisconn"
@@ -87,9 +89,15 @@ type backendCase struct {
 	opts func(t testing.TB) cache.Options
 }
 
+// backends: "Redis" has the local layer in front, as by default.
 var backends = []backendCase{
 	{"Memory", func(testing.TB) cache.Options { return cache.Options{} }},
 	{"Redis", sharedRedisOptions},
+	{"RedisNoLocal", func(t testing.TB) cache.Options {
+		o := sharedRedisOptions(t)
+		o.NoLocal = true
+		return o
+	}},
 }
 
 func newBooks(t testing.TB, next cache.Store, o cache.Options) *cache.Books {
@@ -157,15 +165,40 @@ func (c *counting) List(ctx context.Context, o store.ListOptions) (store.Page, e
 	return p, err
 }
 
-// observer counts what the cache reports.
+// observer counts what the cache reports. hits and misses are those of
+// the backend (a miss went to the store); the local layer's are apart.
 type observer struct {
 	hits, misses, invalidations, errors atomic.Int64
+	localHits, localMisses, checkErrors atomic.Int64
 }
 
-func (o *observer) Hit(string)           { o.hits.Add(1) }
-func (o *observer) Miss(string)          { o.misses.Add(1) }
-func (o *observer) Invalidation(string)  { o.invalidations.Add(1) }
-func (o *observer) Error(string, string) { o.errors.Add(1) }
+func (o *observer) Hit(layer string) {
+	if layer == cache.LayerLocal {
+		o.localHits.Add(1)
+		return
+	}
+	o.hits.Add(1)
+}
+
+func (o *observer) Miss(layer string) {
+	if layer == cache.LayerLocal {
+		o.localMisses.Add(1)
+		return
+	}
+	o.misses.Add(1)
+}
+
+// served counts the reads served from any layer.
+func (o *observer) served() int64 { return o.hits.Load() + o.localHits.Load() }
+
+func (o *observer) Invalidation(string) { o.invalidations.Add(1) }
+
+func (o *observer) Error(_, op string) {
+	if op == cache.OpCheck {
+		o.checkErrors.Add(1)
+	}
+	o.errors.Add(1)
+}
 
 func newClock() *testenv.Clock { return testenv.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
@@ -190,4 +223,23 @@ func mustCreate(t testing.TB, s cache.Store, b store.Book) store.Book {
 		t.Fatalf("create: %v", err)
 	}
 	return got
+}
+
+// cmdCounter is a go-redis hook counting the commands a client sends.
+type cmdCounter struct{ n atomic.Int64 }
+
+func (c *cmdCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *cmdCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *cmdCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
 }

@@ -29,8 +29,9 @@ func nonce() string { return strconv.FormatInt(rand.Int64N(1<<62)+1, 10) }
 
 // lookupScript: KEYS = gen(all), gen(ns), entry; ARGV = nonce for each
 // generation, generation TTL (ms). It returns {tag} on a miss and {tag,
-// value} on a hit. Missing generations are created, so the tag a miss
-// returns is one store can compare.
+// value, remaining TTL of the entry in ms} on a hit (the local layer keeps
+// a copy no longer than that). Missing generations are created, so the tag
+// a miss returns is one store can compare.
 var lookupScript = redis.NewScript(`
 local function gen(k, n)
   local g = redis.call('GET', k)
@@ -43,7 +44,7 @@ end
 local t = gen(KEYS[1], ARGV[1]) .. '.' .. gen(KEYS[2], ARGV[2])
 local e = redis.call('GET', KEYS[3])
 if e and string.sub(e, 1, #t + 1) == t .. '|' then
-  return {t, string.sub(e, #t + 2)}
+  return {t, string.sub(e, #t + 2), redis.call('PTTL', KEYS[3])}
 end
 return {t}
 `)
@@ -74,6 +75,15 @@ end
 return #KEYS
 `)
 
+// generationsScript: KEYS = gen(all), then gen(ns) for each namespace. It
+// returns their values, false for a missing one. It only reads: a missing
+// generation makes every tag stale, and the lookup that follows creates it.
+// It is MGET in a script so that a cluster client sends it to the node of
+// the "{cache}" slot like every other cache call.
+var generationsScript = redis.NewScript(`
+return redis.call('MGET', unpack(KEYS))
+`)
+
 // redisBackend keeps generations and entries in Redis, one script (one
 // round trip) per operation. A tag is "<gen of all>.<gen of ns>".
 type redisBackend struct {
@@ -94,27 +104,59 @@ func newRedisBackend(c redis.UniversalClient, keys redisconn.Keys, ttl time.Dura
 
 func (r *redisBackend) layer() string { return LayerRedis }
 
-func (r *redisBackend) lookup(ctx context.Context, ns, key string) (any, string, bool, error) {
+func (r *redisBackend) lookup(ctx context.Context, ns, key string) (found, error) {
 	keys := []string{r.keys.CacheGeneration(nsAll), r.keys.CacheGeneration(ns), r.keys.CacheEntry(ns, key)}
 	res, err := lookupScript.Run(ctx, r.c, keys, nonce(), nonce(), r.genMS).Slice()
 	if err != nil {
-		return nil, "", false, fmt.Errorf("cache: look up %s: %w", keys[2], err)
+		return found{}, fmt.Errorf("cache: look up %s: %w", keys[2], err)
 	}
 	tag, ok := res[0].(string)
 	if !ok {
-		return nil, "", false, errors.New("cache: look up: malformed reply")
+		return found{}, errors.New("cache: look up: malformed reply")
 	}
-	if len(res) < 2 {
-		return nil, tag, false, nil
+	if len(res) < 3 {
+		return found{gen: tag}, nil
 	}
 	raw, _ := res[1].(string)
 	v, err := decodeValue([]byte(raw))
 	if err != nil {
 		// Unreadable (written by another version?): a miss that overwrites it.
-		return nil, tag, false, nil //nolint:nilerr // a miss, not a failure
-
+		return found{gen: tag}, nil //nolint:nilerr // a miss, not a failure
 	}
-	return v, "", true, nil
+	f := found{v: v, gen: tag, ok: true}
+	if ms, _ := res[2].(int64); ms > 0 {
+		f.ttl = time.Duration(ms) * time.Millisecond
+	}
+	return f, nil
+}
+
+// generations returns the current tag of each of nss ("<gen of all>.<gen
+// of ns>", as lookup returns it), in one round trip; a namespace whose
+// generation (or "all"'s) is missing gets "", which matches no tag.
+func (r *redisBackend) generations(ctx context.Context, nss []string) ([]string, error) {
+	keys := make([]string, 0, len(nss)+1)
+	keys = append(keys, r.keys.CacheGeneration(nsAll))
+	for _, ns := range nss {
+		keys = append(keys, r.keys.CacheGeneration(ns))
+	}
+	res, err := generationsScript.Run(ctx, r.c, keys).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("cache: check %d generations: %w", len(nss), err)
+	}
+	if len(res) != len(keys) {
+		return nil, fmt.Errorf("cache: check generations: %d values for %d keys", len(res), len(keys))
+	}
+	tags := make([]string, len(nss))
+	all, _ := res[0].(string)
+	if all == "" {
+		return tags, nil
+	}
+	for i := range nss {
+		if g, _ := res[i+1].(string); g != "" {
+			tags[i] = all + "." + g
+		}
+	}
+	return tags, nil
 }
 
 func (r *redisBackend) store(ctx context.Context, ns, key, gen string, v any) error {

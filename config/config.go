@@ -46,6 +46,10 @@ const (
 	// by default: in Redis when BOOKHUB_REDIS_URL is set, in-process
 	// otherwise.
 	EnvReadCache = "BOOKHUB_READ_CACHE"
+	// EnvReadCacheLocal turns off ("false") the in-process layer in front
+	// of the Redis read cache; it is on by default and matters only with
+	// BOOKHUB_REDIS_URL and the read cache on.
+	EnvReadCacheLocal = "BOOKHUB_READ_CACHE_LOCAL"
 )
 
 // EnvNames lists every environment variable bookhub reads, so deployment
@@ -53,7 +57,7 @@ const (
 func EnvNames() []string {
 	names := []string{EnvAddr, EnvDatabaseURL, EnvRedisURL, EnvRedisPrefix, EnvRedisSharded, EnvRedisCluster,
 		EnvJWTSecret, EnvInstance, EnvMetricsAddr, EnvDataDir, EnvLogLevel, EnvLogFormat, EnvOrigins,
-		EnvWSMaxConnsPerSubject, EnvHistorySize, EnvHistoryMaxAge, EnvReadCache}
+		EnvWSMaxConnsPerSubject, EnvHistorySize, EnvHistoryMaxAge, EnvReadCache, EnvReadCacheLocal}
 	return append(names, securityEnvNames()...)
 }
 
@@ -126,6 +130,9 @@ type Config struct {
 	ReadMinRate int64
 	// ReadCache caches book reads (see EnvReadCache).
 	ReadCache bool
+	// ReadCacheLocal keeps copies of Redis cache hits in process, served
+	// after a freshness check (see EnvReadCacheLocal and cache.Options.NoLocal).
+	ReadCacheLocal bool
 	// Security holds the settings of accounts and tokens.
 	Security Security
 }
@@ -240,6 +247,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		}
 	}
 	if c.ReadCache, err = parseBool(EnvReadCache, envOr(getenv, EnvReadCache, "true")); err != nil {
+		errs = append(errs, err)
+	}
+	if c.ReadCacheLocal, err = parseBool(EnvReadCacheLocal, envOr(getenv, EnvReadCacheLocal, "true")); err != nil {
 		errs = append(errs, err)
 	}
 	sec, secErrs := loadSecurity(getenv)

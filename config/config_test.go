@@ -27,6 +27,25 @@ func TestLoadDefaults(t *testing.T) {
 	}
 }
 
+// TestReadCacheSettings: the cache and its local layer are on by default
+// and each can be turned off.
+func TestReadCacheSettings(t *testing.T) {
+	c, err := config.Load(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.ReadCache || !c.ReadCacheLocal {
+		t.Fatalf("defaults: ReadCache %v, ReadCacheLocal %v; want both on", c.ReadCache, c.ReadCacheLocal)
+	}
+	c, err = config.Load(nil, env(map[string]string{config.EnvReadCacheLocal: "false"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.ReadCache || c.ReadCacheLocal {
+		t.Fatalf("%s=false: ReadCache %v, ReadCacheLocal %v", config.EnvReadCacheLocal, c.ReadCache, c.ReadCacheLocal)
+	}
+}
+
 func TestReadDeadlineSettings(t *testing.T) {
 	c, err := config.Load(nil, env(nil), io.Discard)
 	if err != nil {
@@ -128,6 +147,7 @@ func TestErrorsNameTheSetting(t *testing.T) {
 		{"BadFormat", map[string]string{config.EnvLogFormat: "xml"}, nil, config.EnvLogFormat},
 		{"BadSharded", map[string]string{config.EnvRedisSharded: "maybe"}, nil, config.EnvRedisSharded},
 		{"BadCluster", map[string]string{config.EnvRedisCluster: "2"}, nil, config.EnvRedisCluster},
+		{"BadReadCacheLocal", map[string]string{config.EnvReadCacheLocal: "sometimes"}, nil, config.EnvReadCacheLocal},
 		{"ZeroReadTimeout", nil, []string{"--read-timeout", "0s"}, "read-timeout"},
 		{"NegativeReadMinRate", nil, []string{"--read-min-rate", "-1"}, "read-min-rate"},
 		{"ZeroWSMaxConns", map[string]string{config.EnvWSMaxConnsPerSubject: "0"}, nil, config.EnvWSMaxConnsPerSubject},

@@ -80,10 +80,10 @@ func New(instance string) *Metrics {
 	m.outboxRows = f.gauge("bookhub_outbox_rows", "Rows in the outbox: durable history plus unpublished changes.")
 	m.outboxPending = f.gauge("bookhub_outbox_unpublished", "Committed changes not yet published on the bus.")
 	m.outboxLag = f.gauge("bookhub_outbox_lag_seconds", "Age of the oldest unpublished change (0 when none).")
-	m.cacheHits = f.counterVec("bookhub_cache_hits_total", "Book reads served from the read cache, by layer (memory or redis).", []string{"layer"})
-	m.cacheMisses = f.counterVec("bookhub_cache_misses_total", "Book reads that went to the database, by cache layer (including reads that bypassed a failing cache).", []string{"layer"})
+	m.cacheHits = f.counterVec("bookhub_cache_hits_total", "Book reads served from the read cache, by layer (memory, redis, or local: the in-process copies in front of redis).", []string{"layer"})
+	m.cacheMisses = f.counterVec("bookhub_cache_misses_total", "Book reads a cache layer could not serve, by layer: memory and redis sent them to the database (including reads that bypassed a failing cache), local passed them on to redis.", []string{"layer"})
 	m.cacheInvalidations = f.counterVec("bookhub_cache_invalidations_total", "Cache invalidations (one per write or change event), by layer.", []string{"layer"})
-	m.cacheErrors = f.counterVec("bookhub_cache_errors_total", "Failed cache operations by layer and op (lookup, store, invalidate).", []string{"layer", "op"})
+	m.cacheErrors = f.counterVec("bookhub_cache_errors_total", "Failed cache operations by layer and op (lookup, store, invalidate, check).", []string{"layer", "op"})
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
