@@ -314,7 +314,7 @@ func TestLocalOutage(t *testing.T) {
 			var w store.Book
 			var err error
 			if tt.behindTheBack {
-				w, err = cnt.Store.Update(ctx, bk.ID, 0, func(x *store.Book) error { x.Stock = 42; return nil })
+				w, err = cnt.Update(ctx, bk.ID, 0, func(x *store.Book) error { x.Stock = 42; return nil })
 			} else {
 				w, err = c.Update(ctx, bk.ID, 0, func(x *store.Book) error { x.Stock = 42; return nil })
 			}
