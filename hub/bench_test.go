@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -282,4 +283,59 @@ func BenchmarkFanout(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/subs, "ns/delivery")
+}
+
+// BenchmarkLoopbackWrite is the floor under every delivery on the machine
+// it runs on: one op is one 300-byte write system call to one of 1,000
+// loopback TCP sockets (round robin, so no socket has more than one frame
+// queued), each drained by a reader goroutine, the way a fan-out writes one
+// frame to each of its sockets. It uses no hub code. On loopback the
+// write also runs the receiving side's TCP processing and wakes its
+// reader, so it costs more than a write to a network card would; compare
+// its ns/op with the server's CPU per delivery in loadtest/RESULTS.md.
+func BenchmarkLoopbackWrite(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	const sockets = 1000
+	conns := make([]net.Conn, 0, sockets)
+	var readers sync.WaitGroup
+	for range sockets {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, s)
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			buf := make([]byte, 4096)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					c.Close()
+					return
+				}
+			}
+		}()
+	}
+	b.Cleanup(func() {
+		for _, s := range conns {
+			s.Close()
+		}
+		readers.Wait()
+	})
+	frame := make([]byte, 300)
+	b.SetBytes(int64(len(frame)))
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := conns[i%sockets].Write(frame); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
