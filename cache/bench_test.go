@@ -39,7 +39,7 @@ func benchSetupCounted(b *testing.B, bc backendCase) (*cache.Books, *store.Store
 func reportCmds(b *testing.B, cmds *cmdCounter, start int64) {
 	b.Helper()
 	if cmds != nil {
-		b.ReportMetric(float64(cmds.n.Load()-start)/float64(b.N), "redis-cmds/read")
+		b.ReportMetric(float64(cmds.count()-start)/float64(b.N), "redis-cmds/read")
 	}
 }
 
@@ -59,10 +59,7 @@ func benchHitParallel(b *testing.B, read func(c *cache.Books, ids []int64) error
 			b.SetParallelism(32)
 			b.ReportAllocs()
 			b.ResetTimer()
-			start := int64(0)
-			if cmds != nil {
-				start = cmds.n.Load()
-			}
+			start := cmds.count()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if err := read(c, ids); err != nil {
@@ -104,10 +101,7 @@ func BenchmarkGetHit(b *testing.B) {
 				}
 			}
 			b.ReportAllocs()
-			var start int64
-			if cmds != nil {
-				start = cmds.n.Load()
-			}
+			start := cmds.count()
 			for b.Loop() {
 				if _, err := c.Get(ctx, ids[0]); err != nil {
 					b.Fatal(err)
@@ -129,10 +123,7 @@ func BenchmarkListHit(b *testing.B) {
 				}
 			}
 			b.ReportAllocs()
-			var start int64
-			if cmds != nil {
-				start = cmds.n.Load()
-			}
+			start := cmds.count()
 			for b.Loop() {
 				if _, err := c.List(ctx, store.ListOptions{}); err != nil {
 					b.Fatal(err)

@@ -228,6 +228,14 @@ func mustCreate(t testing.TB, s cache.Store, b store.Book) store.Book {
 // cmdCounter is a go-redis hook counting the commands a client sends.
 type cmdCounter struct{ n atomic.Int64 }
 
+// count is the commands sent so far; 0 for a nil counter (no Redis).
+func (c *cmdCounter) count() int64 {
+	if c == nil {
+		return 0
+	}
+	return c.n.Load()
+}
+
 func (c *cmdCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (c *cmdCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
